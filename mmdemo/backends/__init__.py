@@ -1,0 +1,31 @@
+"""Backends run models. Every backend has the same small interface, so that one can later live in
+another process or on other machines (a Ray Serve deployment, an OpenAI-compatible server) while
+the pipeline layer and the UI stay as they are:
+
+    backend.validate(item)            # raise InputError for an input this model cannot take
+    backend(items, **params) -> list  # a batch of plain inputs in, plain results out (CONTRACT.md)
+
+Items are dicts of plain values (PIL images, strings), never tensors.
+"""
+
+import importlib
+from typing import Any, Protocol
+
+from mmdemo.registry import ModelInfo
+
+LOADERS = {"native": "mmdemo.backends.native:load"}  # backend name -> "module:function", imported lazily
+
+
+class Backend(Protocol):
+    info: ModelInfo
+
+    def validate(self, item: dict) -> None: ...
+
+    def __call__(self, items: list[dict], **params) -> list[Any]: ...
+
+
+def load_backend(info: ModelInfo, device: str | None = None) -> Backend:
+    if info.backend not in LOADERS:
+        raise ValueError(f"model {info.name!r} needs backend {info.backend!r}; known: {', '.join(LOADERS)}")
+    module, func = LOADERS[info.backend].split(":")
+    return getattr(importlib.import_module(module), func)(info, device)

@@ -1,0 +1,53 @@
+"""The native backend: our own PyTorch models, loaded from self-describing checkpoint folders."""
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from mmdemo.device import resolve_device
+from mmdemo.errors import InputError
+from mmdemo.models.checkpoint import load_checkpoint
+from mmdemo.models.text import encode_batch, unknown_words
+from mmdemo.registry import ModelInfo
+
+
+def load(info: ModelInfo, device: str | None = None):
+    return NativeVQA(info, device)
+
+
+def fit_square(image: Image.Image, size: int) -> Image.Image:
+    """Scale to fit size×size without distortion, padding with the image's corner colour."""
+    if image.size == (size, size):
+        return image
+    return ImageOps.pad(image, (size, size), Image.Resampling.BILINEAR, color=image.getpixel((0, 0)))
+
+
+class NativeVQA:
+    """Answers questions with a VQAModel checkpoint; scores are softmax probabilities."""
+
+    def __init__(self, info: ModelInfo, device: str | None = None):
+        self.info = info
+        self.device = resolve_device(device)
+        self.model, self.tokenizer, self.meta = load_checkpoint(info.path, self.device)
+        self.answers = self.model.config.answers
+        self.vocab = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha())
+
+    def validate(self, item: dict) -> None:
+        unknown = unknown_words(self.tokenizer, item["question"])
+        if unknown:
+            raise InputError(
+                f"This model does not know the word{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}. "
+                f"It was trained on simple questions about one shape, using: {' '.join(self.vocab)}."
+            )
+
+    @torch.inference_mode()
+    def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
+        size = self.model.config.image_size
+        images = np.stack([np.asarray(fit_square(it["image"], size)) for it in items])  # (B, H, W, 3)
+        ids, _ = encode_batch(self.tokenizer, [it["question"] for it in items])
+        logits = self.model(torch.from_numpy(images).to(self.device), torch.tensor(ids, device=self.device))
+        scores, index = logits.float().softmax(-1).topk(min(top_k, len(self.answers)))
+        return [
+            [{"answer": self.answers[i], "score": s} for s, i in zip(row_s, row_i)]
+            for row_s, row_i in zip(scores.tolist(), index.tolist())
+        ]

@@ -1,0 +1,86 @@
+"""The `mmdemo` command: serve, models, train, eval, predict. Every subcommand has --help."""
+
+import argparse
+import json
+import os
+import sys
+
+
+def _serve(args) -> None:
+    from mmdemo.ui import launch  # gradio is imported only for this subcommand
+
+    launch(host=args.host, port=args.port)
+
+
+def add_serve_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--host", default=os.environ.get("MMDEMO_HOST", "127.0.0.1"), help="address (env MMDEMO_HOST)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("MMDEMO_PORT", "7860")), help="port (env MMDEMO_PORT)")
+    return p
+
+
+def _models(args) -> None:
+    from mmdemo.registry import list_models
+
+    for m in list_models(args.task):
+        default = f"  [default: {', '.join(m.default_for)}]" if m.default_for else ""
+        where = "offline" if m.offline else "hub"
+        print(f"{m.name:28} {','.join(m.tasks):32} {m.backend:8} {where:7} {m.size:>8}{default}")
+
+
+def _train(args) -> None:
+    from mmdemo import train
+
+    train.main(args.rest)
+
+
+def _eval(args) -> None:
+    from mmdemo import evaluate
+
+    evaluate.main(args.rest)
+
+
+def _predict(args) -> None:
+    from mmdemo.errors import InputError
+    from mmdemo.pipelines import pipeline
+
+    p = pipeline(args.task, model=args.model, device=args.device)
+    for path in args.inputs:
+        try:
+            result = p(path, args.question) if args.task == "visual-question-answering" else p(path)
+        except InputError as e:
+            result = {"error": str(e)}
+        print(json.dumps({"input": path, "result": result}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmdemo", description="An interactive demo for multimodal models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = add_serve_args(sub.add_parser("serve", help="run the web demo (what `python app.py` does)"))
+    s.set_defaults(func=_serve)
+
+    s = sub.add_parser("models", help="list the model catalog, one line a model")
+    s.add_argument("--task", default=None, help="only models serving this task")
+    s.set_defaults(func=_models)
+
+    for name, func, what in (("train", _train, "train a model"), ("eval", _eval, "evaluate a model")):
+        s = sub.add_parser(name, help=what + " (see `mmdemo " + name + " --help`)", add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("predict", help="run a model on files, print one JSON line per input")
+    s.add_argument("--task", required=True, help="task id, e.g. visual-question-answering")
+    s.add_argument("--model", default=None, help="catalog name or checkpoint folder")
+    s.add_argument("--question", default=None, help="the question (visual-question-answering)")
+    s.add_argument("--device", default=None, help="cpu, cuda ...")
+    s.add_argument("inputs", nargs="+", help="input files")
+    s.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args.func(args)
+    except ValueError as e:  # unknown task or model: the message lists what exists
+        sys.exit(f"mmdemo: {e}")

@@ -1,0 +1,1 @@
+"""Datasets the project trains and evaluates on."""

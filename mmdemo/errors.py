@@ -1,0 +1,5 @@
+"""Errors the pipeline raises for users: their messages are fit to show in the UI as they are."""
+
+
+class InputError(ValueError):
+    """Bad input (unreadable image, empty question ...): the message says what to do instead."""

@@ -1,0 +1,99 @@
+"""Input checking and decoding shared by every entry point (Python API, CLI, HTTP): pure functions.
+
+Each raises InputError with a message fit to show a user; nothing here imports torch.
+"""
+
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mmdemo.errors import InputError
+
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")  # what we agree to decode
+MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before they are decoded
+MAX_QUESTION_CHARS = 500
+BACKGROUND = (255, 255, 255)  # transparent pixels are flattened onto white
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow warns above this and raises at twice it
+
+
+def load_image(image) -> Image.Image:
+    """A PIL image, a file path or an H×W×C / H×W uint8 array -> an RGB PIL image."""
+    if isinstance(image, (str, Path)):
+        image = _open(Path(image))
+    elif isinstance(image, np.ndarray):
+        image = _from_array(image)
+    elif not isinstance(image, Image.Image):
+        raise InputError(f"Expected an image (file, PIL image or array), got {type(image).__name__}.")
+    if image.width < 1 or image.height < 1:
+        raise InputError("The image is empty (zero width or height).")
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise InputError(f"The image is too large ({image.width}×{image.height}); the limit is {MAX_IMAGE_PIXELS:,} pixels.")
+    return _to_rgb(image)
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise InputError(f"No image file at {path.name!r}.")
+    if path.stat().st_size == 0:
+        raise InputError("The image file is empty (0 bytes).")
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as im:
+            im.seek(0)  # animated images: the first frame
+            im = ImageOps.exif_transpose(im) or im
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        if isinstance(e, Image.DecompressionBombError):
+            raise InputError(f"The image is too large; the limit is {MAX_IMAGE_PIXELS:,} pixels.") from None
+        raise InputError(
+            f"This file is not an image we can read; use {', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]}."
+        ) from None
+    except (OSError, SyntaxError, ValueError):
+        raise InputError("The image file is damaged or truncated; please upload it again or use another image.") from None
+
+
+def _from_array(a: np.ndarray) -> Image.Image:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise InputError(f"An image array must be H×W, H×W×3 or H×W×4; got shape {a.shape}.")
+    if a.size == 0:
+        raise InputError("The image is empty (zero width or height).")
+    if a.dtype != np.uint8:
+        if not np.isfinite(a).all():
+            raise InputError("The image array contains NaN or infinite values.")
+        scale = 255.0 if a.dtype.kind == "f" and a.max(initial=0) <= 1.0 else 1.0
+        a = np.clip(a * scale, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+        return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+    if "A" in im.mode or im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        flat = Image.new("RGB", im.size, BACKGROUND)
+        flat.paste(im, mask=im.getchannel("A"))
+        return flat
+    return im.convert("RGB")
+
+
+def clean_question(question) -> str:
+    """A question as the model should read it: text, non-empty, not too long, no control characters."""
+    if not isinstance(question, str):
+        raise InputError(f"The question must be text, got {type(question).__name__}.")
+    text = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in question)
+    text = " ".join(text.split())
+    if not text:
+        raise InputError("Please type a question.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InputError(f"The question is too long ({len(text)} characters); keep it under {MAX_QUESTION_CHARS}.")
+    return text

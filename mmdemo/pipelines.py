@@ -1,0 +1,82 @@
+"""The pipeline layer: one pipeline per task, the only way the UI, the CLI and the tests run models.
+
+    p = pipeline("visual-question-answering")        # the task's default model
+    p(image, "what color is the shape?")             # -> [{"answer": "red", "score": 0.99}, ...]
+    p([im1, im2], ["what shape?", "is it red?"])     # -> one result list per input, batched
+
+Each call checks its inputs (InputError), batches them through a backend, and returns plain Python.
+"""
+
+import threading
+
+from mmdemo.backends import Backend, load_backend
+from mmdemo.errors import InputError
+from mmdemo.inputs import clean_question, load_image
+from mmdemo.registry import TASKS, ModelInfo, find_model
+
+_loaded: dict[tuple[str, str, str | None], Backend] = {}  # (name, path, device) -> backend, loaded once
+_lock = threading.Lock()
+
+
+class Pipeline:
+    task: str
+    batch_size = 64  # inputs per backend call
+
+    def __init__(self, info: ModelInfo, backend: Backend):
+        self.info, self.backend = info, backend
+
+    def run(self, items: list[dict], **params) -> list:
+        """Check every item (before any model call), then run them in batches."""
+        for n, item in enumerate(items):
+            try:
+                self.backend.validate(item)
+            except InputError as e:
+                raise InputError(f"Input {n + 1}: {e}" if len(items) > 1 else str(e)) from None
+        out = []
+        for start in range(0, len(items), self.batch_size):
+            out += self.backend(items[start : start + self.batch_size], **params)
+        return out
+
+
+def _as_list(x) -> tuple[list, bool]:
+    return (list(x), False) if isinstance(x, (list, tuple)) else ([x], True)
+
+
+def _top_k(top_k) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a whole number of at least 1, got {top_k!r}.")
+    return top_k
+
+
+class VisualQuestionAnsweringPipeline(Pipeline):
+    task = "visual-question-answering"
+
+    def __call__(self, image, question=None, top_k: int = 5):
+        """One image and question, or lists of them (one question may serve every image)."""
+        images, single = _as_list(image)
+        questions = [question] * len(images) if isinstance(question, str) or question is None else list(question)
+        if len(questions) != len(images):
+            raise InputError(f"Got {len(images)} images but {len(questions)} questions.")
+        if not images:
+            return []
+        items = [{"image": load_image(im), "question": clean_question(q)} for im, q in zip(images, questions)]
+        results = self.run(items, top_k=_top_k(top_k))
+        return results[0] if single else results
+
+
+PIPELINES = {p.task: p for p in (VisualQuestionAnsweringPipeline,)}
+
+
+def pipeline(task: str, model: str | None = None, device: str | None = None) -> Pipeline:
+    """The pipeline for `task` running `model` (a catalog name or checkpoint folder; None: the default)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
+    if task not in PIPELINES:
+        raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(PIPELINES)}")
+    info = find_model(task, model)
+    key = (info.name, str(info.path), device)
+    with _lock:  # one load per model, however many requests arrive at once
+        if key not in _loaded:
+            _loaded[key] = load_backend(info, device)
+        backend = _loaded[key]
+    return PIPELINES[task](info, backend)

@@ -1,0 +1,77 @@
+"""The model catalog: which models exist, for which tasks, run by which backend."""
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASKS = (
+    "image-to-text",
+    "visual-question-answering",
+    "image-classification",
+    "zero-shot-image-classification",
+    "audio-classification",
+    "automatic-speech-recognition",
+)
+CATALOG = Path(__file__).with_name("catalog.toml")
+ASSETS = Path(os.environ.get("MMDEMO_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what users pick in the UI, the CLI and pipeline(model=...)
+    tasks: tuple[str, ...]  # Hugging Face task ids it serves
+    backend: str  # which backend runs it ("native": our own models)
+    offline: bool = True  # works with no network
+    description: str = ""
+    license: str = ""
+    size: str = ""  # approximate download / disk size
+    default_for: tuple[str, ...] = ()  # tasks whose default it is
+    path: str | None = None  # checkpoint folder (native models)
+    extra: dict = field(default_factory=dict, compare=False)  # backend-specific settings
+
+
+def _read(path: Path) -> list[ModelInfo]:
+    models = []
+    for entry in tomllib.loads(path.read_text())["model"]:
+        entry = dict(entry)
+        known = {k: entry.pop(k) for k in list(entry) if k in ModelInfo.__dataclass_fields__}
+        for key in ("tasks", "default_for"):
+            known[key] = tuple(known.get(key, ()))
+        if known.get("path") and not Path(known["path"]).is_absolute():
+            known["path"] = str(ASSETS / known["path"]) if path == CATALOG else str(path.parent / known["path"])
+        models.append(ModelInfo(**known, extra=entry))
+    return models
+
+
+def catalog() -> list[ModelInfo]:
+    """The bundled catalog, then the user's own (MMDEMO_CATALOG=file.toml), whose names override."""
+    models = {m.name: m for m in _read(CATALOG)}
+    if os.environ.get("MMDEMO_CATALOG"):
+        models.update({m.name: m for m in _read(Path(os.environ["MMDEMO_CATALOG"]))})
+    return list(models.values())
+
+
+def list_models(task: str | None = None) -> list[ModelInfo]:
+    """Every model in the catalog, or those serving `task`."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
+    return [m for m in catalog() if task is None or task in m.tasks]
+
+
+def find_model(task: str, model: str | None) -> ModelInfo:
+    """The catalog entry for `model` (default: the task's default), or a local checkpoint folder."""
+    models = list_models(task)
+    if model is None:
+        defaults = [m for m in models if task in m.default_for] or models
+        if not defaults:
+            served = sorted({t for m in catalog() for t in m.tasks})
+            raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(served)}")
+        return defaults[0]
+    for m in models:
+        if m.name == model:
+            return m
+    if Path(model).is_dir() and (Path(model) / "config.json").exists():
+        return ModelInfo(name=Path(model).name, tasks=(task,), backend="native", path=str(model))
+    names = ", ".join(m.name for m in models) or "none"
+    raise ValueError(f"unknown model {model!r} for {task!r}; available: {names} (or a checkpoint folder)")
