@@ -14,7 +14,9 @@ def _serve(args) -> None:
 
 def add_serve_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--host", default=os.environ.get("MMDEMO_HOST", "127.0.0.1"), help="address (env MMDEMO_HOST)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("MMDEMO_PORT", "7860")), help="port (env MMDEMO_PORT)")
+    p.add_argument(
+        "--port", type=int, default=int(os.environ.get("MMDEMO_PORT", "7860")), help="port (env MMDEMO_PORT)"
+    )
     return p
 
 
@@ -79,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("train", "eval"):  # their own parsers read every flag, --help included
+        args = build_parser().parse_args(argv[:1])
+        args.rest = argv[1:]
+    else:
+        args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except ValueError as e:  # unknown task or model: the message lists what exists

@@ -14,15 +14,15 @@ from mmdemo.pipelines import pipeline
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="mmdemo eval", description=__doc__)
-    p.add_argument("--task", default="visual-question-answering", choices=["visual-question-answering"],
-                   help="task to evaluate")
+    p.add_argument(
+        "--task", default="visual-question-answering", choices=["visual-question-answering"], help="task to evaluate"
+    )
     p.add_argument("--dataset", default="easy-vqa", choices=["easy-vqa"], help="evaluation data")
     p.add_argument("--split", default="test", choices=easyvqa.SPLITS, help="dataset split")
     p.add_argument("--model", default=None, help="catalog name or checkpoint folder (default: the task's default)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
     p.add_argument("--batch-size", type=int, default=256, help="questions per batch")
-    p.add_argument("--latency-samples", type=int, default=200,
-                   help="single requests timed for the latency percentiles")
+    p.add_argument("--latency-samples", type=int, default=200, help="single requests timed for the latency percentiles")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
     p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
     return p
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     batched_s = time.perf_counter() - start
 
     latencies = []
-    for image, question in list(zip(images, data.questions))[: args.latency_samples]:
+    for image, question in list(zip(images, data.questions, strict=True))[: args.latency_samples]:
         t = time.perf_counter()
         vqa(image, question)
         latencies.append((time.perf_counter() - t) * 1000)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {
         "accuracy": accuracy_score(data.answers, predictions),
         "macro_f1": f1_score(data.answers, predictions, average="macro"),
-        "errors": int(sum(p != a for p, a in zip(predictions, data.answers))),
+        "errors": int(sum(p != a for p, a in zip(predictions, data.answers, strict=True))),
         "answers_per_s_batched": len(data) / batched_s,
     }
     types = np.array([easyvqa.question_type(q) for q in data.questions])
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": vqa.info.name,
         "n": len(data),
         "metrics": {k: float(v) for k, v in metrics.items()},
-        "latency_ms": {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))},
+        "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) if latencies else None for q in (50, 95)},
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -27,11 +27,17 @@ def load_image(image) -> Image.Image:
         image = _from_array(image)
     elif not isinstance(image, Image.Image):
         raise InputError(f"Expected an image (file, PIL image or array), got {type(image).__name__}.")
+    _check_size(image)
+    return _to_rgb(image)
+
+
+def _check_size(image: Image.Image) -> None:
     if image.width < 1 or image.height < 1:
         raise InputError("The image is empty (zero width or height).")
     if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise InputError(f"The image is too large ({image.width}×{image.height}); the limit is {MAX_IMAGE_PIXELS:,} pixels.")
-    return _to_rgb(image)
+        raise InputError(
+            f"The image is too large ({image.width}×{image.height}); the limit is {MAX_IMAGE_PIXELS:,} pixels."
+        )
 
 
 def _open(path: Path) -> Image.Image:
@@ -41,18 +47,23 @@ def _open(path: Path) -> Image.Image:
         raise InputError("The image file is empty (0 bytes).")
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as im:
+            _check_size(im)  # from the header, before any pixel is decoded
             im.seek(0)  # animated images: the first frame
             im = ImageOps.exif_transpose(im) or im
             im.load()
             return im.copy()
+    except InputError:
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         if isinstance(e, Image.DecompressionBombError):
             raise InputError(f"The image is too large; the limit is {MAX_IMAGE_PIXELS:,} pixels.") from None
         raise InputError(
             f"This file is not an image we can read; use {', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]}."
         ) from None
-    except (OSError, SyntaxError, ValueError):
-        raise InputError("The image file is damaged or truncated; please upload it again or use another image.") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise InputError(
+            "The image file is damaged or truncated; please upload it again or use another image."
+        ) from None
 
 
 def _from_array(a: np.ndarray) -> Image.Image:

@@ -8,6 +8,7 @@ Each call checks its inputs (InputError), batches them through a backend, and re
 """
 
 import threading
+from contextlib import contextmanager
 
 from mmdemo.backends import Backend, load_backend
 from mmdemo.errors import InputError
@@ -28,14 +29,21 @@ class Pipeline:
     def run(self, items: list[dict], **params) -> list:
         """Check every item (before any model call), then run them in batches."""
         for n, item in enumerate(items):
-            try:
+            with _position(n, len(items)):
                 self.backend.validate(item)
-            except InputError as e:
-                raise InputError(f"Input {n + 1}: {e}" if len(items) > 1 else str(e)) from None
         out = []
         for start in range(0, len(items), self.batch_size):
             out += self.backend(items[start : start + self.batch_size], **params)
         return out
+
+
+@contextmanager
+def _position(n: int, total: int):
+    """Name the bad input's position in an InputError when there are several."""
+    try:
+        yield
+    except InputError as e:
+        raise InputError(f"Input {n + 1}: {e}" if total > 1 else str(e)) from None
 
 
 def _as_list(x) -> tuple[list, bool]:
@@ -53,14 +61,18 @@ class VisualQuestionAnsweringPipeline(Pipeline):
 
     def __call__(self, image, question=None, top_k: int = 5):
         """One image and question, or lists of them (one question may serve every image)."""
+        top_k = _top_k(top_k)
         images, single = _as_list(image)
-        questions = [question] * len(images) if isinstance(question, str) or question is None else list(question)
+        questions = list(question) if isinstance(question, (list, tuple)) else [question] * len(images)
         if len(questions) != len(images):
             raise InputError(f"Got {len(images)} images but {len(questions)} questions.")
         if not images:
             return []
-        items = [{"image": load_image(im), "question": clean_question(q)} for im, q in zip(images, questions)]
-        results = self.run(items, top_k=_top_k(top_k))
+        items = []
+        for n, (im, q) in enumerate(zip(images, questions, strict=True)):
+            with _position(n, len(images)):
+                items.append({"image": load_image(im), "question": clean_question(q)})
+        results = self.run(items, top_k=top_k)
         return results[0] if single else results
 
 

@@ -60,14 +60,15 @@ def list_models(task: str | None = None) -> list[ModelInfo]:
 
 
 def find_model(task: str, model: str | None) -> ModelInfo:
-    """The catalog entry for `model` (default: the task's default), or a local checkpoint folder."""
+    """The catalog entry for `model`, or a local checkpoint folder. The default is the task's last
+    `default_for` entry, so a user catalog that names a default wins over the bundled one."""
     models = list_models(task)
     if model is None:
         defaults = [m for m in models if task in m.default_for] or models
         if not defaults:
             served = sorted({t for m in catalog() for t in m.tasks})
             raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(served)}")
-        return defaults[0]
+        return defaults[-1]
     for m in models:
         if m.name == model:
             return m

@@ -22,14 +22,15 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="mmdemo train", description=__doc__)
-    p.add_argument("--task", default="visual-question-answering", choices=["visual-question-answering"],
-                   help="task to train for")
+    p.add_argument(
+        "--task", default="visual-question-answering", choices=["visual-question-answering"], help="task to train for"
+    )
     p.add_argument("--dataset", default="easy-vqa", choices=["easy-vqa"], help="training data (its train split)")
     p.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model size")
-    p.add_argument("--fusion", default="attention", choices=sorted(FUSIONS), help="fusion strategy")
+    p.add_argument("--fusion", default="product", choices=sorted(FUSIONS), help="fusion strategy")
     p.add_argument("--rnn", default="gru", choices=["gru", "lstm"], help="question encoder")
-    p.add_argument("--epochs", type=int, default=12, help="passes over the training images")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step (with all their questions)")
+    p.add_argument("--epochs", type=int, default=8, help="passes over the training images")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (with all their questions)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, then cosine decay)")
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
     p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     data = easyvqa.load("train", limit=args.limit)
     tokenizer = build_tokenizer(data.questions)
     answers = easyvqa.answer_set()
-    config = VQAConfig(**PRESETS[args.preset], fusion=args.fusion, rnn=args.rnn,
-                       vocab_size=tokenizer.get_vocab_size(), answers=answers)
+    config = VQAConfig(
+        **PRESETS[args.preset], fusion=args.fusion, rnn=args.rnn, vocab_size=tokenizer.get_vocab_size(), answers=answers
+    )
     model = VQAModel(config).to(device)
 
     ids, _ = encode_batch(tokenizer, data.questions)

@@ -34,6 +34,15 @@ def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, fl
     return result, (time.perf_counter() - start) * 1000
 
 
+def undecoded(image: gr.Image) -> gr.Image:
+    """Hand uploads to the pipeline as file paths, undecoded: mmdemo.inputs checks and decodes them, so a broken or
+    non-image upload gets the same clear message as everywhere else (Gradio's own decode fails with an opaque
+    error). Set on the instance: a gr.Image subclass would make Gradio write a .pyi file next to this module."""
+    decode = image.preprocess
+    image.preprocess = lambda payload: str(payload.path) if payload is not None and payload.path else decode(payload)
+    return image
+
+
 def answer(image: str | None, question: str, model: str | None = None):
     """Ask a question about an image: the top-5 answers with their confidences, and the latency."""
     if not image:
@@ -52,18 +61,25 @@ def _ask_tab() -> None:
     models = [m.name for m in list_models(VQA)]
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], height=280)
-            question = gr.Textbox(label="Question", placeholder="what color is the shape?",
-                                  max_length=MAX_QUESTION_CHARS, lines=1)
+            image = undecoded(gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], height=280))
+            question = gr.Textbox(
+                label="Question", placeholder="what color is the shape?", max_length=MAX_QUESTION_CHARS, lines=1
+            )
             model = gr.Dropdown(models, value=find_model(VQA, None).name, label="Model")
             ask = gr.Button("Ask", variant="primary")
         with gr.Column():
             answers = gr.Label(num_top_classes=5, label="Answer (top 5)")
             info = gr.Markdown()
-    gr.Examples(_examples(), inputs=[image, question], label="Examples: easy-VQA test images (MIT)",
-                examples_per_page=12)
-    events = dict(fn=answer, inputs=[image, question, model], outputs=[answers, info],
-                  concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+    gr.Examples(
+        _examples(), inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=12
+    )
+    events = dict(
+        fn=answer,
+        inputs=[image, question, model],
+        outputs=[answers, info],
+        concurrency_id="model",
+        concurrency_limit=MODEL_CONCURRENCY,
+    )
     ask.click(**events, api_name="answer")
     question.submit(**events, api_name=False)
 
@@ -72,11 +88,10 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="mmdemo: multimodal models") as demo:
         gr.Markdown(
             "# mmdemo\nAsk questions about images with our own encoder–fusion–decoder model "
-            "(a CNN, a GRU and attention fusion, trained on easy-VQA: one shape, eight colours)."
+            "(a CNN, a GRU and FiLM-style gating fusion, trained on easy-VQA: one shape, eight colours)."
         )
-        with gr.Tabs():
-            with gr.Tab("Ask", id="ask"):
-                _ask_tab()
+        with gr.Tabs(), gr.Tab("Ask", id="ask"):
+            _ask_tab()
     return demo
 
 
@@ -85,5 +100,12 @@ def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7
     mmdemo.pipeline(VQA)  # load once at start, so the first user does not wait for it
     demo = demo or build_demo()
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
-    return demo.launch(server_name=host, server_port=port, share=False, enable_monitoring=False,
-                       max_file_size=MAX_FILE_SIZE, footer_links=["api"], **kwargs)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        enable_monitoring=False,
+        max_file_size=MAX_FILE_SIZE,
+        footer_links=["api"],
+        **kwargs,
+    )

@@ -19,7 +19,9 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
     """Scale to fit size×size without distortion, padding with the image's corner colour."""
     if image.size == (size, size):
         return image
-    return ImageOps.pad(image, (size, size), Image.Resampling.BILINEAR, color=image.getpixel((0, 0)))
+    scale = size / max(image.size)  # scale first, keeping very thin images at least 1 pixel across
+    fitted = image.resize(tuple(max(1, round(d * scale)) for d in image.size), Image.Resampling.BILINEAR)
+    return ImageOps.pad(fitted, (size, size), Image.Resampling.BILINEAR, color=image.getpixel((0, 0)))
 
 
 class NativeVQA:
@@ -30,7 +32,7 @@ class NativeVQA:
         self.device = resolve_device(device)
         self.model, self.tokenizer, self.meta = load_checkpoint(info.path, self.device)
         self.answers = self.model.config.answers
-        self.vocab = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha())
+        self.vocab = sorted(w for w in self.tokenizer.get_vocab() if not w.startswith("["))
 
     def validate(self, item: dict) -> None:
         unknown = unknown_words(self.tokenizer, item["question"])
@@ -48,6 +50,6 @@ class NativeVQA:
         logits = self.model(torch.from_numpy(images).to(self.device), torch.tensor(ids, device=self.device))
         scores, index = logits.float().softmax(-1).topk(min(top_k, len(self.answers)))
         return [
-            [{"answer": self.answers[i], "score": s} for s, i in zip(row_s, row_i)]
-            for row_s, row_i in zip(scores.tolist(), index.tolist())
+            [{"answer": self.answers[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
+            for row_s, row_i in zip(scores.tolist(), index.tolist(), strict=True)
         ]

@@ -9,9 +9,7 @@ class ClassifierDecoder(nn.Module):
 
     def __init__(self, dim: int, hidden: int, num_answers: int, dropout: float = 0.0):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_answers)
-        )
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_answers))
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         return self.net(fused)  # (B, num_answers)

@@ -7,28 +7,33 @@ PAD, UNK = "[PAD]", "[UNK]"
 
 
 def build_tokenizer(texts: list[str]) -> Tokenizer:
-    """A lower-cased word vocabulary of every word in `texts`; [PAD]=0, [UNK]=1."""
-    tok = _empty({PAD: 0, UNK: 1})
-    words = sorted({w for text in texts for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text))})
-    return _empty({PAD: 0, UNK: 1, **{w: i + 2 for i, w in enumerate(words)}})
+    """A lower-cased vocabulary of every word in `texts` (punctuation dropped); [PAD]=0, [UNK]=1."""
+    words = sorted({w for text in texts for w in words_of(_empty({}), text)})
+    return _empty({w: i + 2 for i, w in enumerate(words)})
 
 
-def _empty(vocab: dict[str, int]) -> Tokenizer:
-    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+def _empty(words: dict[str, int]) -> Tokenizer:
+    tok = Tokenizer(WordLevel({PAD: 0, UNK: 1, **words}, unk_token=UNK))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words and punctuation apart
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="removed")]
+    )
     return tok
 
 
+def words_of(tok: Tokenizer, text: str) -> list[str]:
+    """The words the tokenizer sees in `text`: normalised, punctuation removed."""
+    return [w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text))]
+
+
 def unknown_words(tok: Tokenizer, text: str) -> list[str]:
-    """Words of `text` that the vocabulary lacks (punctuation is ignored)."""
-    enc = tok.encode(text)
-    return [w for w, i in zip(enc.tokens, enc.ids) if i == tok.token_to_id(UNK) and w.isalnum()]
+    """Words of `text` that the vocabulary lacks, as they were typed."""
+    enc, unk = tok.encode(text), tok.token_to_id(UNK)
+    return [text[a:b] for i, (a, b) in zip(enc.ids, enc.offsets, strict=True) if i == unk]
 
 
 def encode_batch(tok: Tokenizer, texts: list[str]) -> tuple[list[list[int]], list[int]]:
-    """Right-padded id rows and the true lengths (at least 1, so an all-punctuation text still reads)."""
-    ids = [[i for i, w in zip(e.ids, e.tokens) if w.isalnum() or i != tok.token_to_id(UNK)] for e in tok.encode_batch(texts)]
-    ids = [row or [tok.token_to_id(UNK)] for row in ids]
+    """Right-padded id rows and the true lengths (at least 1: a text of punctuation alone reads as [UNK])."""
+    ids = [e.ids or [tok.token_to_id(UNK)] for e in tok.encode_batch(texts)]
     width = max(len(r) for r in ids)
     return [r + [0] * (width - len(r)) for r in ids], [len(r) for r in ids]

@@ -20,7 +20,7 @@ class VQAConfig:
     embed_dim: int = 64  # word embedding size
     text_hidden: int = 128  # RNN state size
     rnn: str = "gru"  # "gru" or "lstm"
-    fusion: str = "attention"  # one of FUSIONS: concat, sum, product, attention
+    fusion: str = "product"  # one of FUSIONS: concat, sum, product, attention
     fusion_dim: int = 128  # width of the fused vector
     decoder_hidden: int = 128  # hidden layer of the answer MLP
     dropout: float = 0.1  # dropout in the decoder
@@ -44,9 +44,7 @@ class VQAModel(nn.Module):
         self.text_encoder = RNNTextEncoder(config.vocab_size, config.embed_dim, config.text_hidden, config.rnn)
         fusion_cls = FUSIONS[config.fusion]
         self.fusion = fusion_cls(self.image_encoder.out_dim, self.text_encoder.out_dim, config.fusion_dim)
-        self.decoder = ClassifierDecoder(
-            config.fusion_dim, config.decoder_hidden, len(config.answers), config.dropout
-        )
+        self.decoder = ClassifierDecoder(config.fusion_dim, config.decoder_hidden, len(config.answers), config.dropout)
         mean = torch.tensor(config.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(config.image_std).view(1, 3, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)

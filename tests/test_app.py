@@ -1,0 +1,204 @@
+"""The web app on loopback, called the way users' scripts call it: gradio_client and plain HTTP.
+
+The in-process app serves the tiny checkpoint through a user catalog (MMDEMO_CATALOG), so these tests
+do not depend on the shipped model; one subprocess test starts `python app.py` as shipped.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import QUESTION, ROOT, assert_user_message, free_port
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+TEST_MODEL = "tiny-test"
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # pandas deprecations inside Gradio
+
+
+def catalog_toml(checkpoint) -> str:
+    entry = """
+[[model]]
+name = "{name}"
+tasks = ["visual-question-answering"]
+backend = "native"
+path = "{path}"
+default_for = {default_for}
+"""
+    # the bundled default is pointed at the tiny checkpoint too, so the app starts without the shipped one
+    return "".join(
+        entry.format(name=name, path=checkpoint.as_posix(), default_for=default)
+        for name, default in (("mmdemo-vqa-easy", '["visual-question-answering"]'), (TEST_MODEL, "[]"))
+    )
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_checkpoint, tmp_path_factory):
+    """The demo served in this process on a free loopback port; closed after the module."""
+    home = tmp_path_factory.mktemp("app")
+    catalog = home / "catalog.toml"
+    catalog.write_text(catalog_toml(tiny_checkpoint))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMDEMO_CATALOG", str(catalog))
+        mp.setenv("GRADIO_TEMP_DIR", str(home / "uploads"))
+        from mmdemo import ui
+
+        demo = ui.build_demo()
+        port = free_port()
+        _, url, _ = ui.launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            assert url.startswith(f"http://127.0.0.1:{port}")
+            yield url
+        finally:
+            demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def ask(client, image, question, model=TEST_MODEL):
+    return client.predict(image, question, model, api_name="/answer")
+
+
+def assert_answered(result) -> None:
+    label, info = result
+    confidences = label["confidences"]
+    assert 1 <= len(confidences) <= 5
+    assert label["label"] == confidences[0]["label"]
+    scores = [c["confidence"] for c in confidences]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert label["label"] in info and "ms" in info
+
+
+def test_view_api_lists_answer(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    endpoint = api["named_endpoints"]["/answer"]
+    assert [p["label"] for p in endpoint["parameters"]] == ["Image", "Question", "Model"]
+    assert len(endpoint["returns"]) == 2
+
+
+def test_answer_with_an_example_image(client, examples):
+    for example in examples[:3]:
+        result = ask(client, handle_file(str(example["image"])), example["question"])
+        assert_answered(result)
+        assert f"`{TEST_MODEL}`" in result[1]
+
+
+def test_the_default_model_answers_without_a_model_name(client, example_image):
+    label, info = client.predict(handle_file(str(example_image)), QUESTION, api_name="/answer")
+    assert label["confidences"] and "`mmdemo-vqa-easy`" in info
+
+
+def bad_file(tmp_path, name: str, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return handle_file(str(path))
+
+
+@pytest.mark.parametrize(
+    ("make_image", "question", "message"),
+    [
+        (lambda tmp, ex: bad_file(tmp, "notes.png", b"not an image at all\n" * 10), QUESTION, "not an image"),
+        (
+            lambda tmp, ex: bad_file(tmp, "page.jpg", b"<html><script>alert(1)</script></html>"),
+            QUESTION,
+            "not an image",
+        ),
+        (lambda tmp, ex: bad_file(tmp, "cut.png", ex.read_bytes()[:200]), QUESTION, "damaged or truncated"),
+        (lambda tmp, ex: bad_file(tmp, "empty.png", b""), QUESTION, "empty"),
+        (lambda tmp, ex: handle_file(str(ex)), "", "Please type a question"),
+        (lambda tmp, ex: handle_file(str(ex)), "   ", "Please type a question"),
+        (lambda tmp, ex: handle_file(str(ex)), "x" * 2000, "too long"),
+        (lambda tmp, ex: handle_file(str(ex)), "what is the zebra?", "does not know the word 'zebra'"),
+        (lambda tmp, ex: None, QUESTION, "upload an image"),
+    ],
+    ids=[
+        "text-file",
+        "html-file",
+        "truncated",
+        "zero-bytes",
+        "empty-question",
+        "blank-question",
+        "long-question",
+        "unknown-word",
+        "no-image",
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(
+    client, tmp_path, example_image, make_image, question, message
+):
+    with pytest.raises(Exception) as e:
+        ask(client, make_image(tmp_path, example_image), question)
+    text = str(e.value)
+    assert message in text, text
+    assert "upstream Gradio app has raised an exception" not in text  # Gradio's opaque fallback
+    assert_user_message(text, str(tmp_path), "/tmp/", str(ROOT))
+    assert_answered(ask(client, handle_file(str(example_image)), QUESTION))  # the next request still works
+
+
+def test_unknown_model_name_is_refused_with_the_choices(client, example_image):
+    with pytest.raises(Exception, match="mmdemo-vqa-easy") as e:
+        ask(client, handle_file(str(example_image)), QUESTION, model="no-such-model")
+    assert TEST_MODEL in str(e.value)
+
+
+def test_home_page_and_config_are_served(app_url):
+    with urllib.request.urlopen(app_url, timeout=10) as r:
+        assert r.status == 200 and "text/html" in r.headers["content-type"]
+    with urllib.request.urlopen(app_url.rstrip("/") + "/config", timeout=10) as r:
+        body = r.read().decode()
+    assert '"image"' in body and "mmdemo" in body  # the upload box is Gradio's own Image component
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app.py exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    raise AssertionError(f"nothing served at {url} within {seconds} s")
+
+
+def test_app_py_serves_on_the_port_from_the_environment(tmp_path):
+    port = free_port()
+    env = {**os.environ, "MMDEMO_PORT": str(port), "MMDEMO_HOST": "127.0.0.1", "GRADIO_TEMP_DIR": str(tmp_path)}
+    env.pop("MMDEMO_CATALOG", None)
+    log = (tmp_path / "app.log").open("w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_http(f"http://127.0.0.1:{port}/", proc, seconds=60) == 200
+    except AssertionError as e:
+        log.flush()
+        raise AssertionError(f"{e}\n{(tmp_path / 'app.log').read_text()[-3000:]}") from None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_serve_flags_override_the_environment(monkeypatch):
+    import argparse
+
+    from mmdemo.cli import add_serve_args
+
+    monkeypatch.setenv("MMDEMO_PORT", "9001")
+    monkeypatch.setenv("MMDEMO_HOST", "0.0.0.0")
+    args = add_serve_args(argparse.ArgumentParser()).parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 9001)
+    args = add_serve_args(argparse.ArgumentParser()).parse_args(["--host", "127.0.0.2", "--port", "8123"])
+    assert (args.host, args.port) == ("127.0.0.2", 8123)
