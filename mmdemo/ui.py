@@ -71,7 +71,7 @@ def _ask_tab() -> None:
             answers = gr.Label(num_top_classes=5, label="Answer (top 5)")
             info = gr.Markdown()
     gr.Examples(
-        _examples(), inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=12
+        _examples(), inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6
     )
     events = dict(
         fn=answer,
