@@ -76,7 +76,40 @@ class VisualQuestionAnsweringPipeline(Pipeline):
         return results[0] if single else results
 
 
-PIPELINES = {p.task: p for p in (VisualQuestionAnsweringPipeline,)}
+def _image_items(image) -> tuple[list[dict], bool]:
+    images, single = _as_list(image)
+    items = []
+    for n, im in enumerate(images):
+        with _position(n, len(images)):
+            items.append({"image": load_image(im)})
+    return items, single
+
+
+class ImageClassificationPipeline(Pipeline):
+    task = "image-classification"
+
+    def __call__(self, image, top_k: int = 5):
+        """An image or a list of them -> [{"label", "score"}, ...] best first (a list of those for a list)."""
+        top_k = _top_k(top_k)
+        items, single = _image_items(image)
+        results = self.run(items, top_k=top_k) if items else []
+        return results[0] if single else results
+
+
+class ImageToTextPipeline(Pipeline):
+    task = "image-to-text"
+
+    def __call__(self, image, num_beams: int = 3, max_new_tokens: int = 30):
+        """An image or a list of them -> [{"generated_text": str}] (a list of those for a list)."""
+        for name, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+                raise InputError(f"{name} must be a whole number from 1 to 100, got {value!r}.")
+        items, single = _image_items(image)
+        results = self.run(items, num_beams=num_beams, max_new_tokens=max_new_tokens) if items else []
+        return results[0] if single else results
+
+
+PIPELINES = {p.task: p for p in (VisualQuestionAnsweringPipeline, ImageClassificationPipeline, ImageToTextPipeline)}
 
 
 def pipeline(task: str, model: str | None = None, device: str | None = None) -> Pipeline:

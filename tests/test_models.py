@@ -101,7 +101,7 @@ def test_questions_change_the_answer():
 def test_checkpoint_round_trip_gives_identical_logits(tmp_path, fusion, rnn):
     model = tiny_model(fusion, rnn, seed=3).eval()
     tokenizer = build_tokenizer(QUESTIONS)
-    out = save_checkpoint(model, tokenizer, tmp_path / "ckpt", {"training": {"epochs": 1}})
+    out = save_checkpoint(model, tmp_path / "ckpt", tokenizer, {"training": {"epochs": 1}})
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json"}
     meta = json.loads((out / "config.json").read_text())
     assert meta["architecture"] == "mmdemo-vqa" and meta["training"] == {"epochs": 1}
@@ -122,7 +122,7 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path, fusion, rnn):
 
 def test_checkpoint_loads_strictly(tmp_path):
     model = tiny_model("attention", "gru")
-    out = save_checkpoint(model, build_tokenizer(QUESTIONS), tmp_path / "ckpt")
+    out = save_checkpoint(model, tmp_path / "ckpt", build_tokenizer(QUESTIONS))
     weights = out / "model.safetensors"
     state = load_file(str(weights))
 

@@ -1,5 +1,8 @@
 """The native backend: our own PyTorch models, loaded from self-describing checkpoint folders."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image, ImageOps
@@ -12,7 +15,9 @@ from mmdemo.registry import ModelInfo
 
 
 def load(info: ModelInfo, device: str | None = None):
-    return NativeVQA(info, device)
+    """The runner for the checkpoint's architecture (config.json names it)."""
+    architecture = json.loads((Path(info.path) / "config.json").read_text())["architecture"]
+    return RUNNERS[architecture](info, device)
 
 
 def fit_square(image: Image.Image, size: int) -> Image.Image:
@@ -53,3 +58,8 @@ class NativeVQA:
             [{"answer": self.answers[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
             for row_s, row_i in zip(scores.tolist(), index.tolist(), strict=True)
         ]
+
+
+RUNNERS = {  # checkpoint architecture -> runner class
+    "mmdemo-vqa": NativeVQA,
+}

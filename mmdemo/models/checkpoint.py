@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: a folder with config.json, model.safetensors and tokenizer.json."""
+"""Self-describing checkpoints: a folder with config.json, model.safetensors and (for models that read
+text) tokenizer.json. config.json names the architecture and holds its config dataclass."""
 
 import json
 from dataclasses import asdict
@@ -7,30 +8,41 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
+from torch import nn
 
 from mmdemo.models.vqa import VQAConfig, VQAModel
 
-ARCHITECTURES = {"mmdemo-vqa": (VQAConfig, VQAModel)}
+ARCHITECTURES = {  # config.json "architecture" -> (config dataclass, model class)
+    "mmdemo-vqa": (VQAConfig, VQAModel),
+}
 
 
-def save_checkpoint(model: VQAModel, tokenizer: Tokenizer, out_dir: str | Path, extra: dict | None = None) -> Path:
+def architecture_of(model: nn.Module) -> str:
+    return next(name for name, (_, cls) in ARCHITECTURES.items() if isinstance(model, cls))
+
+
+def save_checkpoint(
+    model: nn.Module, out_dir: str | Path, tokenizer: Tokenizer | None = None, extra: dict | None = None
+) -> Path:
     """Write everything needed to rebuild `model`; `extra` (metrics, data, seed) goes into config.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"architecture": "mmdemo-vqa", "config": asdict(model.config), **(extra or {})}
+    meta = {"architecture": architecture_of(model), "config": asdict(model.config), **(extra or {})}
     (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
-    tokenizer.save(str(out / "tokenizer.json"))
+    if tokenizer is not None:
+        tokenizer.save(str(out / "tokenizer.json"))
     return out
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VQAModel, Tokenizer, dict]:
-    """Rebuild the model (strict weight loading), its tokenizer, and config.json's contents."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer | None, dict]:
+    """Rebuild the model (strict weight loading), its tokenizer if it has one, and config.json's contents."""
     path = Path(path)
     meta = json.loads((path / "config.json").read_text())
     config_cls, model_cls = ARCHITECTURES[meta["architecture"]]
     model = model_cls(config_cls(**meta["config"]))
     model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok_file = path / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
     return model.to(device).eval(), tokenizer, meta

@@ -103,7 +103,7 @@ def train(argv: list[str] | None = None) -> dict:
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", acc=f"{correct / seen:.4f}")
         report = {"epochs": epoch + 1, "train_accuracy": correct / seen, "train_seconds": time.perf_counter() - start}
-        save_checkpoint(model.eval(), tokenizer, args.out, {"training": {**vars(args), **report}})
+        save_checkpoint(model.eval(), args.out, tokenizer, {"training": {**vars(args), **report}})
     bar.close()
     print(json.dumps(report))
     return report
