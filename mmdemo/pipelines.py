@@ -7,9 +7,11 @@
 Each call checks its inputs (InputError), batches them through a backend, and returns plain Python.
 """
 
+import numbers
 import threading
 from contextlib import contextmanager
 
+from mmdemo.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from mmdemo.backends import Backend, load_backend
 from mmdemo.errors import InputError
 from mmdemo.inputs import clean_question, load_image
@@ -109,7 +111,41 @@ class ImageToTextPipeline(Pipeline):
         return results[0] if single else results
 
 
-PIPELINES = {p.task: p for p in (VisualQuestionAnsweringPipeline, ImageClassificationPipeline, ImageToTextPipeline)}
+class AudioClassificationPipeline(Pipeline):
+    task = "audio-classification"
+    batch_size = 32
+    sampling_rate = SAMPLE_RATE  # every clip is decoded and resampled to this (the runner adapts it further)
+    max_seconds = MAX_SECONDS  # longer clips are refused (from a file's header, before decoding)
+
+    def __call__(self, audio, top_k: int = 5):
+        """A clip (file, (rate, array) or {"array", "sampling_rate"}) or a list of them -> [{"label", "score"}, ...]."""
+        top_k = _top_k(top_k)
+        clips, single = _audio_list(audio)
+        items = []
+        for n, clip in enumerate(clips):
+            with _position(n, len(clips)):
+                samples = load_audio(clip, self.sampling_rate, self.max_seconds)
+                items.append({"audio": samples, "sampling_rate": self.sampling_rate})
+        results = self.run(items, top_k=top_k) if items else []
+        return results[0] if single else results
+
+
+def _audio_list(audio) -> tuple[list, bool]:
+    """A (rate, array) pair is one clip (Gradio's format); another list or tuple holds several."""
+    if isinstance(audio, tuple) and len(audio) == 2 and isinstance(audio[0], numbers.Real):
+        return [audio], True
+    return _as_list(audio)
+
+
+PIPELINES = {
+    p.task: p
+    for p in (
+        VisualQuestionAnsweringPipeline,
+        ImageClassificationPipeline,
+        ImageToTextPipeline,
+        AudioClassificationPipeline,
+    )
+}
 
 
 def pipeline(task: str, model: str | None = None, device: str | None = None) -> Pipeline:

@@ -3,6 +3,7 @@
 
 import json
 import logging
+import threading
 import time
 import uuid
 
@@ -13,8 +14,9 @@ from mmdemo.inputs import MAX_QUESTION_CHARS
 from mmdemo.registry import ASSETS, find_model, list_models
 
 log = logging.getLogger("mmdemo.ui")
-VQA = "visual-question-answering"
-EXAMPLES = ASSETS / "examples" / "easy-vqa"
+VQA, CAPTION = "visual-question-answering", "image-to-text"
+CLASSIFY, LISTEN = "image-classification", "audio-classification"
+EXAMPLES = ASSETS / "examples"
 MODEL_CONCURRENCY = 2  # model calls running at once; the rest wait in the queue
 QUEUE_SIZE = 64  # requests waiting beyond that are refused with a "queue full" message
 MAX_FILE_SIZE = "10mb"
@@ -43,61 +45,163 @@ def undecoded(image: gr.Image) -> gr.Image:
     return image
 
 
+def _need(value, what: str) -> None:
+    if not value:
+        raise gr.Error(f"Please {what} first.", title="Nothing to work on")
+
+
+def _info(headline: str, ms: float, task: str, model: str | None) -> str:
+    return f"**{headline}** · {ms:.1f} ms · `{model or find_model(task, None).name}`"
+
+
 def answer(image: str | None, question: str, model: str | None = None):
     """Ask a question about an image: the top-5 answers with their confidences, and the latency."""
-    if not image:
-        raise gr.Error("Please upload an image first.", title="No image")
+    _need(image, "upload an image")
     result, ms = run_model(VQA, model, image, question, top_k=5)
-    name = model or find_model(VQA, None).name
-    return {r["answer"]: r["score"] for r in result}, f"**{result[0]['answer']}** · {ms:.1f} ms · `{name}`"
+    return {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
 
 
-def _examples() -> list[list[str]]:
-    items = json.loads((EXAMPLES / "examples.json").read_text())
-    return [[str(EXAMPLES / it["image"]), it["question"]] for it in items]
+def caption(image: str | None, model: str | None = None, num_beams: int = 3):
+    """Describe an image: the caption and the latency."""
+    _need(image, "upload an image")
+    result, ms = run_model(CAPTION, model, image, num_beams=int(num_beams))
+    return result[0]["generated_text"], _info("caption", ms, CAPTION, model)
+
+
+def classify_image(image: str | None, model: str | None = None):
+    """Classify an image: the top-5 labels with their confidences, and the latency."""
+    _need(image, "upload an image")
+    result, ms = run_model(CLASSIFY, model, image, top_k=5)
+    return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, CLASSIFY, model)
+
+
+def classify_audio(audio: str | None, model: str | None = None):
+    """Classify a sound: the top-5 labels with their confidences, and the latency."""
+    _need(audio, "record or upload a sound")
+    result, ms = run_model(LISTEN, model, audio, top_k=5)
+    return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, LISTEN, model)
+
+
+def _image_input() -> gr.Image:
+    return undecoded(gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], height=260))
+
+
+def _model_picker(task: str) -> gr.Dropdown:
+    return gr.Dropdown([m.name for m in list_models(task)], value=find_model(task, None).name, label="Model")
+
+
+def _wire(button: gr.Button, fn, inputs: list, outputs: list, api_name: str) -> None:
+    button.click(fn, inputs, outputs, api_name=api_name, concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+
+
+def _examples(folder: str, key: str = "image") -> list[dict]:
+    path = EXAMPLES / folder / "examples.json"
+    items = json.loads(path.read_text()) if path.exists() else []
+    return [{**it, key: str(EXAMPLES / folder / it[key])} for it in items]
 
 
 def _ask_tab() -> None:
-    models = [m.name for m in list_models(VQA)]
     with gr.Row():
         with gr.Column():
-            image = undecoded(gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], height=280))
+            image = _image_input()
             question = gr.Textbox(
                 label="Question", placeholder="what color is the shape?", max_length=MAX_QUESTION_CHARS, lines=1
             )
-            model = gr.Dropdown(models, value=find_model(VQA, None).name, label="Model")
+            model = _model_picker(VQA)
             ask = gr.Button("Ask", variant="primary")
         with gr.Column():
             answers = gr.Label(num_top_classes=5, label="Answer (top 5)")
             info = gr.Markdown()
-    gr.Examples(
-        _examples(), inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6
-    )
-    events = dict(
-        fn=answer,
-        inputs=[image, question, model],
-        outputs=[answers, info],
-        concurrency_id="model",
-        concurrency_limit=MODEL_CONCURRENCY,
-    )
-    ask.click(**events, api_name="answer")
-    question.submit(**events, api_name=False)
+    examples = [[e["image"], e["question"]] for e in _examples("easy-vqa")]
+    gr.Examples(examples, inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6)
+    _wire(ask, answer, [image, question, model], [answers, info], "answer")
+    question.submit(answer, [image, question, model], [answers, info], api_name=False, concurrency_id="model")
+
+
+def _caption_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            image = _image_input()
+            model = _model_picker(CAPTION)
+            beams = gr.Slider(1, 5, value=3, step=1, label="Beam width (1: greedy)")
+            go = gr.Button("Caption", variant="primary")
+        with gr.Column():
+            text = gr.Textbox(label="Caption", interactive=False, lines=3)
+            info = gr.Markdown()
+    examples = [[e["image"]] for e in _examples("scenes")] + [[e["image"]] for e in _examples("easy-vqa")[:4]]
+    gr.Examples(examples, inputs=[image], label="Examples: generated scenes and easy-VQA images", examples_per_page=6)
+    _wire(go, caption, [image, model, beams], [text, info], "caption")
+
+
+def _classify_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            image = _image_input()
+            model = _model_picker(CLASSIFY)
+            go = gr.Button("Classify", variant="primary")
+        with gr.Column():
+            labels = gr.Label(num_top_classes=5, label="Labels (top 5)")
+            info = gr.Markdown()
+    one_shape = [
+        [e["image"]]
+        for e in _examples("scenes")
+        if e["captions"][0].startswith("a ") and " of " not in e["captions"][0]
+    ]
+    examples = [[e["image"]] for e in _examples("photos")] + one_shape
+    gr.Examples(examples, inputs=[image], label="Examples: photos and one-shape scenes", examples_per_page=6)
+    _wire(go, classify_image, [image, model], [labels, info], "classify_image")
+
+
+def _listen_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            audio = gr.Audio(type="filepath", label="Sound", sources=["upload", "microphone"])
+            model = _model_picker(LISTEN)
+            go = gr.Button("Classify sound", variant="primary")
+        with gr.Column():
+            labels = gr.Label(num_top_classes=5, label="Labels (top 5)")
+            info = gr.Markdown()
+    examples = [[e["audio"]] for e in _examples("sounds", key="audio")]
+    gr.Examples(examples, inputs=[audio], label="Examples: generated sounds", examples_per_page=8)
+    _wire(go, classify_audio, [audio, model], [labels, info], "classify_audio")
+
+
+TABS = {  # tab title -> (task, builder); a tab shows when its task has a model
+    "Ask": (VQA, _ask_tab),
+    "Caption": (CAPTION, _caption_tab),
+    "Classify": (CLASSIFY, _classify_tab),
+    "Listen": (LISTEN, _listen_tab),
+}
 
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="mmdemo: multimodal models") as demo:
         gr.Markdown(
-            "# mmdemo\nAsk questions about images with our own encoder–fusion–decoder model "
-            "(a CNN, a GRU and FiLM-style gating fusion, trained on easy-VQA: one shape, eight colours)."
+            "# mmdemo\nAsk about, caption and classify images, and classify sounds, with our own "
+            "encoder–fusion–decoder models (trained offline on easy-VQA and generated scenes and sounds) "
+            "and an ImageNet classifier."
         )
-        with gr.Tabs(), gr.Tab("Ask", id="ask"):
-            _ask_tab()
+        with gr.Tabs():
+            for title, (task, build) in TABS.items():
+                if list_models(task):
+                    with gr.Tab(title, id=title.lower()):
+                        build()
     return demo
+
+
+def _warm() -> None:
+    """Load every task's default model once, so that first users do not wait for it."""
+    for task, _ in TABS.values():
+        try:
+            if list_models(task):
+                mmdemo.pipeline(task)
+        except Exception:
+            log.exception("could not load the default model of %s at start", task)
 
 
 def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7860, **kwargs):
     """Load the default model, then serve. kwargs go to `Blocks.launch` (prevent_thread_lock=True in tests)."""
-    mmdemo.pipeline(VQA)  # load once at start, so the first user does not wait for it
+    threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
     return demo.launch(

@@ -13,7 +13,10 @@ from typing import Any, Protocol
 
 from mmdemo.registry import ModelInfo
 
-LOADERS = {"native": "mmdemo.backends.native:load"}  # backend name -> "module:function", imported lazily
+LOADERS = {  # backend name -> "module:function", imported lazily
+    "native": "mmdemo.backends.native:load",
+    "efficientnet-lite": "mmdemo.backends.imagenet:load",
+}
 
 
 class Backend(Protocol):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from mmdemo.audio import resample
 from mmdemo.device import resolve_device
 from mmdemo.errors import InputError
 from mmdemo.models.checkpoint import load_checkpoint
@@ -60,6 +61,78 @@ class NativeVQA:
         ]
 
 
+def _pixels(items: list[dict], size: int, device) -> torch.Tensor:
+    """uint8 (B, size, size, 3) from the items' PIL images."""
+    return torch.from_numpy(np.stack([np.asarray(fit_square(it["image"], size)) for it in items])).to(device)
+
+
+class NativeModel:
+    """A checkpoint loaded once on its device; images need no check beyond the pipeline's."""
+
+    def __init__(self, info: ModelInfo, device: str | None = None):
+        self.info = info
+        self.device = resolve_device(device)
+        self.model, self.tokenizer, self.meta = load_checkpoint(info.path, self.device)
+
+    def validate(self, item: dict) -> None:
+        pass
+
+
+class NativeCaptioner(NativeModel):
+    @torch.inference_mode()
+    def __call__(self, items: list[dict], num_beams: int = 3, max_new_tokens: int = 30) -> list[list[dict]]:
+        images = _pixels(items, self.model.config.image_size, self.device)
+        ids, _ = self.model.generate(images, num_beams=num_beams, max_new_tokens=max_new_tokens)
+        return [[{"generated_text": self.model.decode(row)}] for row in ids]
+
+
+class NativeImageClassifier(NativeModel):
+    @torch.inference_mode()
+    def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
+        labels = self.model.config.labels
+        logits = self.model(_pixels(items, self.model.config.image_size, self.device))
+        scores, index = logits.float().softmax(-1).topk(min(top_k, len(labels)))
+        return [
+            [{"label": labels[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
+            for row_s, row_i in zip(scores.tolist(), index.tolist(), strict=True)
+        ]
+
+
+class NativeAudioClassifier:
+    """Labels sounds with an AudioClassifier checkpoint; scores are softmax probabilities.
+
+    Clips of equal length share a forward pass; padding a shorter clip would change its features (each clip
+    is scaled to its own loudest bin, and convolutions see the padding), so batching never changes a result.
+    """
+
+    def __init__(self, info: ModelInfo, device: str | None = None):
+        self.info = info
+        self.device = resolve_device(device)
+        self.model, _, self.meta = load_checkpoint(info.path, self.device)
+        self.labels, self.rate = self.model.config.labels, self.model.config.sample_rate
+
+    def validate(self, item: dict) -> None:
+        if len(item["audio"]) * self.rate < (self.model.config.n_fft // 2 + 1) * item["sampling_rate"]:
+            raise InputError("The recording is too short for this model; please use a longer clip.")
+
+    @torch.inference_mode()
+    def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
+        clips = [resample(it["audio"], it["sampling_rate"], self.rate) for it in items]
+        by_length: dict[int, list[int]] = {}
+        for n, clip in enumerate(clips):
+            by_length.setdefault(len(clip), []).append(n)
+        results: list = [None] * len(clips)
+        for rows in by_length.values():
+            logits = self.model(torch.from_numpy(np.stack([clips[r] for r in rows])).to(self.device))  # (b, labels)
+            scores, index = logits.float().softmax(-1).topk(min(top_k, len(self.labels)))
+            for r, row_s, row_i in zip(rows, scores.tolist(), index.tolist(), strict=True):
+                results[r] = [{"label": self.labels[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
+        return results
+
+
 RUNNERS = {  # checkpoint architecture -> runner class
     "mmdemo-vqa": NativeVQA,
+    "mmdemo-audio-classifier": NativeAudioClassifier,
+    "mmdemo-captioner": NativeCaptioner,
+    "mmdemo-image-classifier": NativeImageClassifier,
 }

@@ -10,10 +10,16 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
+from mmdemo.models.audio_classifier import AudioClassifier, AudioClassifierConfig
+from mmdemo.models.captioner import Captioner, CaptionerConfig
+from mmdemo.models.image_classifier import ImageClassifier, ImageClassifierConfig
 from mmdemo.models.vqa import VQAConfig, VQAModel
 
 ARCHITECTURES = {  # config.json "architecture" -> (config dataclass, model class)
     "mmdemo-vqa": (VQAConfig, VQAModel),
+    "mmdemo-audio-classifier": (AudioClassifierConfig, AudioClassifier),
+    "mmdemo-captioner": (CaptionerConfig, Captioner),
+    "mmdemo-image-classifier": (ImageClassifierConfig, ImageClassifier),
 }
 
 

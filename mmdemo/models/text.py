@@ -3,17 +3,18 @@
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
-PAD, UNK = "[PAD]", "[UNK]"
+PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 
 
-def build_tokenizer(texts: list[str]) -> Tokenizer:
-    """A lower-cased vocabulary of every word in `texts` (punctuation dropped); [PAD]=0, [UNK]=1."""
+def build_tokenizer(texts: list[str], specials: tuple[str, ...] = (PAD, UNK)) -> Tokenizer:
+    """A lower-cased vocabulary of every word in `texts` (punctuation dropped), after `specials`
+    ([PAD]=0, [UNK]=1, then e.g. [BOS], [EOS] for text generation)."""
     words = sorted({w for text in texts for w in words_of(_empty({}), text)})
-    return _empty({w: i + 2 for i, w in enumerate(words)})
+    return _empty({**{t: i for i, t in enumerate(specials)}, **{w: i + len(specials) for i, w in enumerate(words)}})
 
 
-def _empty(words: dict[str, int]) -> Tokenizer:
-    tok = Tokenizer(WordLevel({PAD: 0, UNK: 1, **words}, unk_token=UNK))
+def _empty(vocab: dict[str, int]) -> Tokenizer:
+    tok = Tokenizer(WordLevel({PAD: 0, UNK: 1, **vocab}, unk_token=UNK))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="removed")]

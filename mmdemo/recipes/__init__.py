@@ -9,6 +9,9 @@ import importlib
 
 RECIPES = {  # task id -> recipe module
     "visual-question-answering": "mmdemo.recipes.vqa",
+    "audio-classification": "mmdemo.recipes.sounds",
+    "image-to-text": "mmdemo.recipes.captions",
+    "image-classification": "mmdemo.recipes.scene_classes",
 }
 DEFAULT_TASK = "visual-question-answering"
 
