@@ -136,9 +136,7 @@ def decode_file(path: Path, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarra
     options = {"format_whitelist": ",".join(AUDIO_FORMATS)}
     try:
         container = av.open(str(path), options=options)
-    except av.error.EOFError:
-        raise InputError(DAMAGED) from None
-    except (av.FFmpegError, OSError, ValueError):
+    except (av.FFmpegError, OSError, ValueError):  # garbage, a format we do not open, or cut short
         raise InputError(NOT_AUDIO) from None
     with container:
         if not container.streams.audio:
@@ -156,10 +154,10 @@ def decode_file(path: Path, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarra
             raise
         except (av.FFmpegError, ValueError):
             raise InputError(DAMAGED) from None
-    if len(mono) == 0:
-        raise InputError("The audio file contains no sound samples.")
     if declared is not None and len(mono) / rate < declared * TRUNCATED_SHARE - TRUNCATED_MARGIN_S:
         raise InputError(DAMAGED)
+    if len(mono) == 0:
+        raise InputError("The audio file contains no sound samples.")
     return mono, rate
 
 

@@ -137,6 +137,23 @@ def _audio_list(audio) -> tuple[list, bool]:
     return _as_list(audio)
 
 
+class AutomaticSpeechRecognitionPipeline(Pipeline):
+    task = "automatic-speech-recognition"
+    batch_size = 8
+    sampling_rate = SAMPLE_RATE  # Whisper reads 16 kHz
+    max_seconds = 30.0  # one Whisper window: plenty for a spoken question, refused from a file's header beyond
+
+    def __call__(self, audio):
+        """A clip (file, (rate, array) or {"array", "sampling_rate"}) or a list of them -> {"text": str} each."""
+        clips, single = _audio_list(audio)
+        items = []
+        for n, clip in enumerate(clips):
+            with _position(n, len(clips)):
+                items.append({"audio": load_audio(clip, self.sampling_rate, self.max_seconds)})
+        results = self.run(items) if items else []
+        return results[0] if single else results
+
+
 PIPELINES = {
     p.task: p
     for p in (
@@ -144,6 +161,7 @@ PIPELINES = {
         ImageClassificationPipeline,
         ImageToTextPipeline,
         AudioClassificationPipeline,
+        AutomaticSpeechRecognitionPipeline,
     )
 }
 

@@ -348,7 +348,6 @@ NOT_AUDIO = {
     "page.mp3": _bytes(b"<html><script>alert(1)</script></html>"),
     "random.wav": _bytes(np.random.default_rng(1).bytes(4000)),
     "pdf.ogg": _bytes(b"%PDF-1.4\n" + b"0" * 2000),
-    "header-only.wav": lambda p: p.write_bytes(write_pcm(p, sine(16000), 16000).read_bytes()[:44]),
 }
 
 
@@ -397,6 +396,13 @@ def test_truncated_files(tmp_path, name, codec, rate):
     path = tmp_path / name
     write_pcm(path, x, rate) if codec is None else encode(path, x, rate, codec)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    rejects(path, "damaged")
+
+
+@pytest.mark.parametrize("keep", [44, 45, 1000])
+def test_wav_cut_right_after_its_header(tmp_path, keep):
+    path = write_pcm(tmp_path / "cut.wav", sine(16000), 16000)
+    path.write_bytes(path.read_bytes()[:keep])
     rejects(path, "damaged")
 
 

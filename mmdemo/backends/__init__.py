@@ -16,6 +16,7 @@ from mmdemo.registry import ModelInfo
 LOADERS = {  # backend name -> "module:function", imported lazily
     "native": "mmdemo.backends.native:load",
     "efficientnet-lite": "mmdemo.backends.imagenet:load",
+    "faster-whisper": "mmdemo.backends.whisper_ct2:load",
 }
 
 
