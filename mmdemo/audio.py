@@ -119,9 +119,9 @@ def _check_signal(x: np.ndarray, rate: int) -> np.ndarray:
         raise InputError(
             f"The recording is too short ({len(x) / rate:.2f} s); please use at least {MIN_SECONDS:g} s of sound."
         )
-    if float(np.abs(x).max()) < SILENCE_PEAK:
-        raise InputError("The recording is silent; please record or upload a clip with some sound in it.")
     peak = float(np.abs(x).max())
+    if peak < SILENCE_PEAK:
+        raise InputError("The recording is silent; please record or upload a clip with some sound in it.")
     return x / peak if peak > 1.0 else x
 
 

@@ -16,6 +16,7 @@ from mmdemo.registry import ASSETS, find_model, list_models
 log = logging.getLogger("mmdemo.ui")
 VQA, CAPTION = "visual-question-answering", "image-to-text"
 CLASSIFY, LISTEN = "image-classification", "audio-classification"
+ASR = "automatic-speech-recognition"
 EXAMPLES = ASSETS / "examples"
 MODEL_CONCURRENCY = 2  # model calls running at once; the rest wait in the queue
 QUEUE_SIZE = 64  # requests waiting beyond that are refused with a "queue full" message
@@ -82,6 +83,13 @@ def classify_audio(audio: str | None, model: str | None = None):
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, LISTEN, model)
 
 
+def transcribe(audio: str | None, model: str | None = None) -> str:
+    """Speech to text: the transcript of a recorded or uploaded question."""
+    _need(audio, "record or upload your question")
+    result, _ = run_model(ASR, model, audio)
+    return result["text"]
+
+
 def _image_input() -> gr.Image:
     return undecoded(gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], height=260))
 
@@ -107,6 +115,7 @@ def _ask_tab() -> None:
             question = gr.Textbox(
                 label="Question", placeholder="what color is the shape?", max_length=MAX_QUESTION_CHARS, lines=1
             )
+            spoken = _spoken_question() if list_models(ASR) else None
             model = _model_picker(VQA)
             ask = gr.Button("Ask", variant="primary")
         with gr.Column():
@@ -116,6 +125,29 @@ def _ask_tab() -> None:
     gr.Examples(examples, inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6)
     _wire(ask, answer, [image, question, model], [answers, info], "answer")
     question.submit(answer, [image, question, model], [answers, info], api_name=False, concurrency_id="model")
+    if spoken:
+        audio, asr_model = spoken
+        # the transcript lands in the question box, where it can be edited, and the answer follows
+        gr.on(
+            [audio.stop_recording, audio.upload],
+            transcribe,
+            [audio, asr_model],
+            [question],
+            api_name="transcribe",
+            concurrency_id="model",
+        ).success(_answer_if_image, [image, question, model], [answers, info], api_name=False, concurrency_id="model")
+
+
+def _spoken_question() -> tuple[gr.Audio, gr.Dropdown]:
+    audio = gr.Audio(type="filepath", label="Or ask aloud", sources=["microphone", "upload"])
+    with gr.Accordion("Speech recognition model", open=False):
+        asr_model = _model_picker(ASR)
+    return audio, asr_model
+
+
+def _answer_if_image(image: str | None, question: str, model: str | None = None):
+    """After a transcript: answer when there is an image to answer about, else leave the outputs as they are."""
+    return answer(image, question, model) if image else (gr.skip(), gr.skip())
 
 
 def _caption_tab() -> None:

@@ -109,14 +109,6 @@ def test_mel_filterbank_matches_librosa():
     assert fb.argmax(1)[[0, 19, 30, 47]].tolist() == [2, 41, 82, 240]
 
 
-def test_mel_filterbank_equals_librosa_when_installed():
-    librosa = pytest.importorskip("librosa")
-    for sr, n_fft, n_mels, fmin, fmax in [(16000, 512, 48, 0.0, 8000.0), (22050, 1024, 80, 30.0, 9000.0)]:
-        expected = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-        np.testing.assert_allclose(mel_filterbank(sr, n_fft, n_mels, fmin, fmax), expected, atol=1e-8)
-
-
-@pytest.mark.parametrize("seconds", [0.1, 0.7, 2.0])
 def test_forward_shape_finite_any_length(seconds):
     model = tiny_model().eval()
     x = torch.from_numpy(sounds.generate(3, seed=1).audio[:, : int(seconds * SAMPLE_RATE)].copy())
