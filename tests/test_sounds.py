@@ -109,6 +109,7 @@ def test_mel_filterbank_matches_librosa():
     assert fb.argmax(1)[[0, 19, 30, 47]].tolist() == [2, 41, 82, 240]
 
 
+@pytest.mark.parametrize("seconds", [0.1, 0.7, 2.0])
 def test_forward_shape_finite_any_length(seconds):
     model = tiny_model().eval()
     x = torch.from_numpy(sounds.generate(3, seed=1).audio[:, : int(seconds * SAMPLE_RATE)].copy())
