@@ -4,6 +4,7 @@ The in-process app serves the tiny checkpoint through a user catalog (MMDEMO_CAT
 do not depend on the shipped model; one subprocess test starts `python app.py` as shipped.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -202,3 +203,52 @@ def test_serve_flags_override_the_environment(monkeypatch):
     assert (args.host, args.port) == ("0.0.0.0", 9001)
     args = add_serve_args(argparse.ArgumentParser()).parse_args(["--host", "127.0.0.2", "--port", "8123"])
     assert (args.host, args.port) == ("127.0.0.2", 8123)
+
+
+EXAMPLES_ROOT = ROOT / "assets" / "examples"
+
+
+def test_every_tab_has_its_endpoint(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/answer", "/caption", "/classify_image", "/classify_audio"} <= set(endpoints)
+
+
+def test_caption_endpoint_describes_a_generated_scene(client):
+    scene = json.loads((EXAMPLES_ROOT / "scenes" / "examples.json").read_text())[1]
+    text, info = client.predict(
+        handle_file(str(EXAMPLES_ROOT / "scenes" / scene["image"])), "mmdemo-captioner", 1, api_name="/caption"
+    )
+    assert text == scene["captions"][0].replace(",", "")  # the shipped captioner is exact on its domain
+    assert "ms" in info and "`mmdemo-captioner`" in info
+
+
+def test_classify_image_endpoint_on_a_real_photo(client):
+    label, info = client.predict(
+        handle_file(str(EXAMPLES_ROOT / "photos" / "coffee.jpg")), None, api_name="/classify_image"
+    )
+    assert label["label"] == "espresso" and len(label["confidences"]) == 5
+    assert "`efficientnet-lite0`" in info
+
+
+def test_classify_audio_endpoint_on_each_example_sound(client):
+    for example in json.loads((EXAMPLES_ROOT / "sounds" / "examples.json").read_text()):
+        label, info = client.predict(
+            handle_file(str(EXAMPLES_ROOT / "sounds" / example["audio"])), "mmdemo-sounds", api_name="/classify_audio"
+        )
+        assert label["label"] == example["label"], example
+        assert "ms" in info
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [("notes.wav", b"this is not a sound" * 20, "not audio"), ("empty.wav", b"", "empty")],
+)
+def test_bad_audio_gets_a_clear_error_and_the_app_keeps_serving(client, tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(Exception) as e:
+        client.predict(handle_file(str(path)), "mmdemo-sounds", api_name="/classify_audio")
+    assert message in str(e.value).lower(), str(e.value)
+    assert_user_message(str(e.value), str(tmp_path))
+    clip = EXAMPLES_ROOT / "sounds" / "siren.wav"
+    assert client.predict(handle_file(str(clip)), "mmdemo-sounds", api_name="/classify_audio")[0]["label"] == "siren"
