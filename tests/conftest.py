@@ -5,9 +5,13 @@ Tests never touch the network and, except test_accuracy, never need the shipped 
 
 import json
 import os
+import shutil
 import socket
+import subprocess
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,3 +68,42 @@ def assert_user_message(message: str, *forbidden: str) -> None:
     assert len(message) < 1000, message
     for bad in ("Traceback", 'File "', "Errno", "UnidentifiedImageError", "PIL.", "torch", *forbidden):
         assert bad not in message, f"{bad!r} in user message: {message!r}"
+
+
+# espeak-ng's US voice with a male variant, a little slower than its default 175 words a minute and with short pauses
+# between words: of the voices tried, the one Whisper tiny.en follows best (robotic speech is harder than a person's)
+VOICE = ("-v", "en-us+m3", "-s", "150", "-g", "5")
+LEAD_IN_S = 0.4  # silence before the first word, as a recording has; without it tiny.en drops first words more often
+
+
+def read_wav(path: Path) -> tuple[int, np.ndarray]:
+    """A 16-bit WAV -> (rate, (n,) or (n, channels) int16 samples)."""
+    with wave.open(str(path)) as f:
+        samples = np.frombuffer(f.readframes(f.getnframes()), "<i2")
+        rate, channels = f.getframerate(), f.getnchannels()
+    return rate, samples.reshape(-1, channels) if channels > 1 else samples
+
+
+def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def speak(tmp_path_factory):
+    """speak(text) -> a 16-bit mono WAV file of espeak-ng saying it, after LEAD_IN_S of silence."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("these tests need espeak-ng to make speech: `apt-get install -y espeak-ng` (Debian)")
+    folder = tmp_path_factory.mktemp("speech")
+
+    def speak(text: str) -> Path:
+        path = folder / (text.replace(" ", "-") + ".wav")
+        subprocess.run(["espeak-ng", *VOICE, "-w", str(path), text], check=True, capture_output=True)
+        rate, samples = read_wav(path)
+        return write_wav(path, rate, np.concatenate([np.zeros(int(LEAD_IN_S * rate), np.int16), samples]))
+
+    return speak

@@ -252,3 +252,19 @@ def test_bad_audio_gets_a_clear_error_and_the_app_keeps_serving(client, tmp_path
     assert_user_message(str(e.value), str(tmp_path))
     clip = EXAMPLES_ROOT / "sounds" / "siren.wav"
     assert client.predict(handle_file(str(clip)), "mmdemo-sounds", api_name="/classify_audio")[0]["label"] == "siren"
+
+
+def test_transcribe_endpoint_hears_a_spoken_question(client, speak, example_image):
+    text = client.predict(handle_file(str(speak("what color is the circle"))), None, api_name="/transcribe")
+    assert " ".join(text.lower().strip(" ?.").split()) == "what color is the circle"
+    label, _ = client.predict(handle_file(str(example_image)), text, TEST_MODEL, api_name="/answer")
+    assert label["confidences"]  # the transcript is a question the model accepts
+
+
+def test_transcribe_refuses_a_non_audio_file(client, tmp_path):
+    path = tmp_path / "question.webm"
+    path.write_bytes(b"<html>not a recording</html>" * 10)
+    with pytest.raises(Exception) as e:
+        client.predict(handle_file(str(path)), None, api_name="/transcribe")
+    assert "audio" in str(e.value).lower()
+    assert_user_message(str(e.value), str(tmp_path))

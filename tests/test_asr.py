@@ -7,16 +7,13 @@ rather than skip, so that CI cannot pass without hearing speech.
 import dataclasses
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, VQA
+from conftest import EXAMPLES, ROOT, VQA, read_wav, write_wav
 
 import mmdemo
 from mmdemo.audio import load_audio
@@ -24,10 +21,6 @@ from mmdemo.backends import load_backend, whisper_ct2
 from mmdemo.registry import find_model
 
 ASR = "automatic-speech-recognition"
-# espeak-ng's US voice with a male variant, a little slower than its default 175 words a minute and with short pauses
-# between words: of the voices tried, the one Whisper tiny.en follows best (robotic speech is harder than a person's)
-VOICE = ("-v", "en-us+m3", "-s", "150", "-g", "5")
-LEAD_IN_S = 0.4  # silence before the first word, as a recording has; without it tiny.en drops first words more often
 QUESTIONS = ["what color is the circle", "is there a red shape", "what shape is in the image"]
 SENTENCE = "the weather is nice today"
 
@@ -35,39 +28,6 @@ SENTENCE = "the weather is nice today"
 def words(text: str) -> str:
     """Lower case, punctuation dropped, single spaces: 'What color is it?' -> 'what color is it'."""
     return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
-
-
-def read_wav(path: Path) -> tuple[int, np.ndarray]:
-    """A 16-bit WAV -> (rate, (n,) or (n, channels) int16 samples)."""
-    with wave.open(str(path)) as f:
-        samples = np.frombuffer(f.readframes(f.getnframes()), "<i2")
-        rate, channels = f.getframerate(), f.getnchannels()
-    return rate, samples.reshape(-1, channels) if channels > 1 else samples
-
-
-def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(samples.astype("<i2").tobytes())
-    return path
-
-
-@pytest.fixture(scope="module")
-def speak(tmp_path_factory):
-    """speak(text) -> a 16-bit mono WAV file of espeak-ng saying it, after LEAD_IN_S of silence."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("these tests need espeak-ng to make speech: `apt-get install -y espeak-ng` (Debian)")
-    folder = tmp_path_factory.mktemp("speech")
-
-    def speak(text: str) -> Path:
-        path = folder / (text.replace(" ", "-") + ".wav")
-        subprocess.run(["espeak-ng", *VOICE, "-w", str(path), text], check=True, capture_output=True)
-        rate, samples = read_wav(path)
-        return write_wav(path, rate, np.concatenate([np.zeros(int(LEAD_IN_S * rate), np.int16), samples]))
-
-    return speak
 
 
 @pytest.fixture(scope="module")
