@@ -57,6 +57,7 @@ def main(out: str = "assets/screenshot.png") -> None:
             page.get_by_label("Question").fill("what color is the circle?")
             page.get_by_role("button", name="Ask", exact=True).click()
             page.get_by_text("ms ·").wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)  # let the answer finish its transition
             page.screenshot(path=out)
             browser.close()
     finally:
