@@ -25,7 +25,14 @@ from mmdemo.models.captioner import CAPTIONER_PRESETS, Captioner, CaptionerConfi
 from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.models.text import BOS, EOS, PAD, UNK, build_tokenizer, words_of
 from mmdemo.pipelines import pipeline
-from mmdemo.recipes.common import OPTIMIZERS, RAW, single_request_ms, warmup_cosine, write_report
+from mmdemo.recipes.common import (
+    OPTIMIZERS,
+    RAW,
+    Optimization,
+    add_eval_args,
+    single_request_ms,
+    write_report,
+)
 
 TASK = "image-to-text"
 
@@ -67,9 +74,8 @@ def train(argv: list[str] | None = None) -> dict:
     words = sorted(tokenizer.get_vocab(), key=tokenizer.token_to_id)
     config = CaptionerConfig(**CAPTIONER_PRESETS[args.preset], vocab_size=len(words), words=words)
     model = Captioner(config).to(device)
-    opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     steps = args.epochs * -(-args.size // args.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
+    optim = Optimization(model, args, steps)
     start, bar = time.perf_counter(), tqdm(total=steps, desc="train", unit="step")
     for epoch in range(args.epochs):
         data = scenes.generate(args.size, seed=args.seed + epoch)
@@ -80,10 +86,7 @@ def train(argv: list[str] | None = None) -> dict:
             x, y = images[rows].to(device), ids[rows].to(device)
             logits = model(x, y[:, :-1])
             loss = F.cross_entropy(logits.flatten(0, 1), y[:, 1:].flatten(), ignore_index=0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            optim.step(loss)
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
         report = {"epochs": epoch + 1, "final_loss": loss.item(), "train_seconds": time.perf_counter() - start}
@@ -100,12 +103,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test"], help="the held-out scenes (seed scenes.TEST_SEED)")
     p.add_argument("--seed", type=int, default=scenes.TEST_SEED, help="seed of the evaluation scenes")
     p.add_argument("--limit", type=int, default=1000, help="how many scenes")
-    p.add_argument("--model", default=None, help="catalog name or checkpoint folder (default: the task's default)")
     p.add_argument("--num-beams", type=int, default=3, help="beam width (1: greedy)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch")
-    p.add_argument("--latency-samples", type=int, default=100, help="single requests timed for the percentiles")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
-    p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
+    add_eval_args(p, None, 128, 100)
     return p
 
 

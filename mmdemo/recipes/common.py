@@ -20,6 +20,30 @@ def warmup_cosine(steps: int, warmup: float = 0.1):
     return lambda s: min(1.0, (s + 1) / w) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
 
 
+class Optimization:
+    """The optimizer named by args.optimizer at args.lr, under a warm-up/cosine schedule of `steps`."""
+
+    def __init__(self, model: torch.nn.Module, args: argparse.Namespace, steps: int):
+        decay = getattr(args, "weight_decay", 0.0)
+        self.opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr, weight_decay=decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_cosine(steps))
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+
+
+def add_eval_args(p: argparse.ArgumentParser, model: str | None, batch_size: int, latency_samples: int) -> None:
+    """The flags every `mmdemo eval` recipe takes."""
+    p.add_argument("--model", default=model, help="catalog name or checkpoint folder (default: the task's default)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="inputs per batch")
+    p.add_argument("--latency-samples", type=int, default=latency_samples, help="single requests timed for p50/p95")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
+    p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
+
+
 def single_request_ms(run: Callable[..., object], inputs: Sequence[tuple], n: int) -> list[float]:
     """Wall time of `run(*args)` for the first n inputs, one at a time, in milliseconds."""
     times = []

@@ -22,7 +22,14 @@ from mmdemo.device import resolve_device
 from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.models.image_classifier import IMAGE_CLASSIFIER_PRESETS, ImageClassifier, ImageClassifierConfig
 from mmdemo.pipelines import pipeline
-from mmdemo.recipes.common import OPTIMIZERS, RAW, single_request_ms, warmup_cosine, write_report
+from mmdemo.recipes.common import (
+    OPTIMIZERS,
+    RAW,
+    Optimization,
+    add_eval_args,
+    single_request_ms,
+    write_report,
+)
 
 TASK = "image-classification"
 
@@ -54,9 +61,8 @@ def train(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     config = ImageClassifierConfig(**IMAGE_CLASSIFIER_PRESETS[args.preset], labels=scenes.LABELS)
     model = ImageClassifier(config).to(device)
-    opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     steps = args.epochs * -(-args.size // args.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
+    optim = Optimization(model, args, steps)
     start, bar = time.perf_counter(), tqdm(total=steps, desc="train", unit="step")
     for epoch in range(args.epochs):
         images, labels = labelled(args.size, args.seed + epoch)
@@ -67,10 +73,7 @@ def train(argv: list[str] | None = None) -> dict:
             x, y = images[rows].to(device), targets[rows].to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            optim.step(loss)
             seen, correct = seen + len(y), correct + (logits.argmax(1) == y).sum().item()
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", acc=f"{correct / seen:.4f}")
@@ -88,11 +91,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test"], help="the held-out scenes (seed scenes.TEST_SEED)")
     p.add_argument("--seed", type=int, default=scenes.TEST_SEED, help="seed of the evaluation scenes")
     p.add_argument("--limit", type=int, default=2000, help="how many scenes")
-    p.add_argument("--model", default="mmdemo-scene-classifier", help="catalog name or checkpoint folder")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
-    p.add_argument("--latency-samples", type=int, default=100, help="single requests timed for the percentiles")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
-    p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
+    add_eval_args(p, "mmdemo-scene-classifier", 256, 100)
     return p
 
 

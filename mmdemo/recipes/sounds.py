@@ -23,7 +23,14 @@ from mmdemo.device import resolve_device
 from mmdemo.models.audio_classifier import PRESETS, AudioClassifier, AudioClassifierConfig
 from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.pipelines import pipeline
-from mmdemo.recipes.common import OPTIMIZERS, RAW, single_request_ms, warmup_cosine, write_report
+from mmdemo.recipes.common import (
+    OPTIMIZERS,
+    RAW,
+    Optimization,
+    add_eval_args,
+    single_request_ms,
+    write_report,
+)
 
 TASK = "audio-classification"
 SPLIT_SEEDS = {"train": 0, "test": sounds.TEST_SEED}  # default seed of each split
@@ -68,9 +75,8 @@ def train(argv: list[str] | None = None) -> dict:
     feats = features(model, args.size, args.seed, device)
     targets = torch.from_numpy(np.arange(args.size) % len(sounds.CLASSES))
 
-    opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * -(-args.size // args.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
+    optim = Optimization(model, args, steps)
     bar = tqdm(total=steps, desc="train", unit="step")
     for epoch in range(args.epochs):
         model.train()
@@ -79,10 +85,7 @@ def train(argv: list[str] | None = None) -> dict:
             x, y = feats[rows].to(device).float(), targets[rows].to(device)
             logits = model.classify(x)
             loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            optim.step(loss)
             seen += len(rows)
             correct += (logits.argmax(1) == y).sum().item()
             bar.update()
@@ -101,11 +104,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=sorted(SPLIT_SEEDS), help="test: the held-out seed")
     p.add_argument("--seed", type=int, default=None, help="seed of the clips (default: the split's)")
     p.add_argument("--size", "--limit", type=int, default=2000, help="clips to evaluate")
-    p.add_argument("--model", default=None, help="catalog name or checkpoint folder (default: the task's default)")
-    p.add_argument("--batch-size", type=int, default=64, help="clips per batch")
-    p.add_argument("--latency-samples", type=int, default=100, help="single requests timed for the latency percentiles")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
-    p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
+    add_eval_args(p, None, 64, 100)
     return p
 
 

@@ -21,7 +21,14 @@ from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.models.fusion import FUSIONS
 from mmdemo.models.text import build_tokenizer, encode_batch
 from mmdemo.pipelines import pipeline
-from mmdemo.recipes.common import OPTIMIZERS, RAW, single_request_ms, warmup_cosine, write_report
+from mmdemo.recipes.common import (
+    OPTIMIZERS,
+    RAW,
+    Optimization,
+    add_eval_args,
+    single_request_ms,
+    write_report,
+)
 
 TASK = "visual-question-answering"
 
@@ -81,9 +88,8 @@ def train(argv: list[str] | None = None) -> dict:
     images = torch.from_numpy(data.images)
     groups = [np.flatnonzero(data.image_index == r) for r in range(len(images))]
 
-    opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * -(-len(groups) // args.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
+    optim = Optimization(model, args, steps)
     start = time.perf_counter()
     bar = tqdm(total=steps, desc="train", unit="step")
     for epoch in range(args.epochs):
@@ -94,10 +100,7 @@ def train(argv: list[str] | None = None) -> dict:
             logits = model(x, ids[q].to(device), torch.from_numpy(local).to(device))
             y = targets[q].to(device)
             loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            optim.step(loss)
             seen += len(q)
             correct += (logits.argmax(1) == y).sum().item()
             bar.update()
@@ -114,12 +117,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=TASK, choices=[TASK], help="task")
     p.add_argument("--dataset", default="easy-vqa", choices=["easy-vqa"], help="evaluation data")
     p.add_argument("--split", default="test", choices=easyvqa.SPLITS, help="dataset split")
-    p.add_argument("--model", default=None, help="catalog name or checkpoint folder (default: the task's default)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
-    p.add_argument("--batch-size", type=int, default=256, help="questions per batch")
-    p.add_argument("--latency-samples", type=int, default=200, help="single requests timed for the latency percentiles")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
-    p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
+    add_eval_args(p, None, 256, 200)
     return p
 
 
