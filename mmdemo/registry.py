@@ -27,7 +27,11 @@ class ModelInfo:
     license: str = ""
     size: str = ""  # approximate download / disk size
     default_for: tuple[str, ...] = ()  # tasks whose default it is
-    path: str | None = None  # checkpoint folder (native models)
+    path: str | None = None  # checkpoint folder (native models; a local copy of a hub model)
+    hub_id: str | None = None  # Hugging Face hub repository, e.g. "Salesforce/blip-image-captioning-base"
+    revision: str | None = None  # pinned hub commit
+    dtype: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "float32", "bfloat16", "float16"
+    recommended: bool = False  # a recommended default when the hub is reachable
     extra: dict = field(default_factory=dict, compare=False)  # backend-specific settings
 
 

@@ -17,6 +17,7 @@ LOADERS = {  # backend name -> "module:function", imported lazily
     "native": "mmdemo.backends.native:load",
     "efficientnet-lite": "mmdemo.backends.imagenet:load",
     "faster-whisper": "mmdemo.backends.whisper_ct2:load",
+    "transformers": "mmdemo.backends.hf:load",
 }
 
 

@@ -1,0 +1,21 @@
+"""The transformers backend: Hugging Face models from the hub (or a local copy), imported lazily.
+
+A catalog entry with `backend = "transformers"` names its `runner`: the class that knows that model
+family's processor and output. Runners take the same plain items as every backend and return the
+shapes of CONTRACT.md.
+"""
+
+import importlib
+
+from mmdemo.registry import ModelInfo
+
+RUNNERS = {  # catalog "runner" -> "module:Class", imported on first use
+}
+
+
+def load(info: ModelInfo, device: str | None = None):
+    runner = info.extra.get("runner")
+    if runner not in RUNNERS:
+        raise ValueError(f"model {info.name!r} names runner {runner!r}; known runners: {', '.join(RUNNERS) or 'none'}")
+    module, cls = RUNNERS[runner].split(":")
+    return getattr(importlib.import_module(module), cls)(info, device)

@@ -1,0 +1,48 @@
+"""Loading Hugging Face models and processors: where from (hub id at a pinned revision, or a local
+folder), in which dtype, on which device. The one place that calls `from_pretrained`."""
+
+import os
+from pathlib import Path
+
+import torch
+
+from mmdemo.device import resolve_device
+from mmdemo.registry import ModelInfo
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def source(info: ModelInfo) -> tuple[str, dict]:
+    """What to pass to from_pretrained: a local folder as it is, or a hub id at its pinned revision."""
+    if info.path and Path(info.path).is_dir():
+        return info.path, {}
+    if not info.hub_id:
+        raise ValueError(f"model {info.name!r} has neither a local folder nor a hub id")
+    kwargs = {"revision": info.revision} if info.revision else {}
+    return info.hub_id, {**kwargs, "local_files_only": offline()}
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """ "auto": bf16 on GPUs that have it (else fp16), fp32 on CPU; or the dtype named."""
+    if name != "auto":
+        return DTYPES[name]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_model(model_cls, info: ModelInfo, device: str | None = None, **kwargs):
+    """model_cls.from_pretrained at the right place, dtype and device, in eval mode."""
+    where = resolve_device(device)
+    name, options = source(info)
+    model = model_cls.from_pretrained(name, dtype=pick_dtype(info.dtype, where), **options, **kwargs)
+    return model.to(where).eval(), where
+
+
+def load_processor(processor_cls, info: ModelInfo, **kwargs):
+    name, options = source(info)
+    return processor_cls.from_pretrained(name, **options, **kwargs)
