@@ -54,6 +54,24 @@ def _predict(args) -> None:
         print(json.dumps({"input": path, "result": result}))
 
 
+def _download(args) -> None:
+    from huggingface_hub import snapshot_download
+
+    from mmdemo.registry import catalog
+
+    models = {m.name: m for m in catalog()}
+    for name in args.names:
+        info = models.get(name)
+        if info is None or not info.hub_id:
+            hub = ", ".join(n for n, m in models.items() if m.hub_id) or "none"
+            raise ValueError(f"{name!r} is not a hub model in the catalog; hub models: {hub}")
+        try:
+            path = snapshot_download(info.hub_id, revision=info.revision)
+        except Exception as e:  # offline, unknown repo or revision: say which model and why
+            raise ValueError(f"could not download {name} ({info.hub_id}): {str(e).splitlines()[0]}") from None
+        print(f"{name}: {info.hub_id}@{info.revision or 'main'} -> {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdemo", description="An interactive demo for multimodal models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="cpu, cuda ...")
     s.add_argument("inputs", nargs="+", help="input files")
     s.set_defaults(func=_predict)
+
+    s = sub.add_parser("download", help="pre-fetch hub models into the Hugging Face cache (Docker images, Spaces)")
+    s.add_argument("names", nargs="+", help="catalog names of hub models")
+    s.set_defaults(func=_download)
     return parser
 
 

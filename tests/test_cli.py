@@ -1,6 +1,7 @@
 """The `mmdemo` command (console script and `python -m mmdemo`), run as users run it."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,3 +96,29 @@ def test_train_and_eval_through_the_command(tmp_path):
     done = run("eval", "--model", str(out), "--limit", "50", "--latency-samples", "3", "--json", str(report))
     assert done.returncode == 0, done.stderr
     assert json.loads(report.read_text())["n"] == 50
+
+
+def test_download_refuses_names_that_are_not_hub_models():
+    done = run("download", "mmdemo-vqa-easy", module=True)
+    assert done.returncode != 0
+    assert "'mmdemo-vqa-easy' is not a hub model" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_download_offline_says_which_model_could_not_be_fetched(tmp_path):
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        '[[model]]\nname = "tiny-hub"\ntasks = ["image-to-text"]\nbackend = "transformers"\n'
+        'hub_id = "mmdemo-tests/not-a-real-repo"\nrevision = "0123456789abcdef0123456789abcdef01234567"\n'
+    )
+    env = {**os.environ, "MMDEMO_CATALOG": str(catalog), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-m", "mmdemo", "download", "tiny-hub"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode != 0
+    assert "could not download tiny-hub (mmdemo-tests/not-a-real-repo)" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -75,3 +75,11 @@ def test_import_mmdemo_is_light():
 def test_importing_the_ui_does_not_load_torch():
     done = run_python("import mmdemo.ui, sys; assert 'torch' not in sys.modules; print('ok')")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_app_with_bundled_models_never_imports_transformers():
+    done = run_python(
+        "import sys; from mmdemo import ui; ui.build_demo(); ui._warm(); "
+        "assert 'transformers' not in sys.modules, 'transformers imported'; print('ok')"
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -18,4 +18,12 @@ def load(info: ModelInfo, device: str | None = None):
     if runner not in RUNNERS:
         raise ValueError(f"model {info.name!r} names runner {runner!r}; known runners: {', '.join(RUNNERS) or 'none'}")
     module, cls = RUNNERS[runner].split(":")
-    return getattr(importlib.import_module(module), cls)(info, device)
+    try:
+        return getattr(importlib.import_module(module), cls)(info, device)
+    except OSError as e:  # not on disk and not downloadable (offline, wrong id or revision)
+        where = info.path or f"{info.hub_id}@{info.revision or 'main'}"
+        raise ValueError(
+            f"Model {info.name!r} ({where}) is not available here: {str(e).splitlines()[0]} "
+            f"With network, fetch it once with `mmdemo download {info.name}`; offline hosts can point "
+            "the catalog entry's `path` at a local copy."
+        ) from None
