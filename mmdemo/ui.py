@@ -198,11 +198,64 @@ def _listen_tab() -> None:
     _wire(go, classify_audio, [audio, model], [labels, info], "classify_audio")
 
 
+COMPARABLE = (VQA, CAPTION, CLASSIFY)
+MAX_COMPARED = 4
+
+
+def _summary(task: str, result) -> str:
+    """One line of a model's output, as plain text."""
+    if task == CAPTION:
+        return result[0]["generated_text"]
+    key = "answer" if task == VQA else "label"
+    return ", ".join(f"{r[key]} ({r['score']:.2f})" if r.get("score") is not None else r[key] for r in result[:3])
+
+
+def compare(task: str, image: str | None, question: str, models: list[str]):
+    """Run 2–4 models on the same input: a row per model with its output and latency (ms)."""
+    if task not in COMPARABLE:
+        raise gr.Error(f"Compare works for {', '.join(COMPARABLE)}.")
+    _need(image, "upload an image")
+    if not 2 <= len(models or []) <= MAX_COMPARED:
+        raise gr.Error(f"Pick 2 to {MAX_COMPARED} models to compare.", title="Compare")
+    rows = []
+    for name in models:
+        args = (image, question) if task == VQA else (image,)
+        try:
+            result, ms = run_model(task, name, *args)
+            rows.append([name, _summary(task, result), round(ms, 1)])
+        except gr.Error as e:  # one model failing does not hide the others' results
+            rows.append([name, f"error: {e.message}", None])
+    return rows
+
+
+def _compare_tab() -> None:
+    names = {task: [m.name for m in list_models(task)] for task in COMPARABLE}
+    with gr.Row():
+        with gr.Column():
+            task = gr.Radio(list(COMPARABLE), value=VQA, label="Task")
+            image = _image_input()
+            question = gr.Textbox(label="Question (visual-question-answering)", max_length=MAX_QUESTION_CHARS)
+            models = gr.Dropdown(  # custom values: API callers may compare any model of the task
+                names[VQA],
+                value=names[VQA][:2],
+                multiselect=True,
+                max_choices=MAX_COMPARED,
+                allow_custom_value=True,
+                label=f"Models (2–{MAX_COMPARED})",
+            )
+            go = gr.Button("Compare", variant="primary")
+        with gr.Column():
+            table = gr.Dataframe(headers=["model", "output", "latency (ms)"], label="Side by side", interactive=False)
+    task.change(lambda t: gr.Dropdown(choices=names[t], value=names[t][:2]), task, models, api_name=False)
+    _wire(go, compare, [task, image, question, models], [table], "compare")
+
+
 TABS = {  # tab title -> (task, builder); a tab shows when its task has a model
     "Ask": (VQA, _ask_tab),
     "Caption": (CAPTION, _caption_tab),
     "Classify": (CLASSIFY, _classify_tab),
     "Listen": (LISTEN, _listen_tab),
+    "Compare": (VQA, _compare_tab),
 }
 
 

@@ -268,3 +268,33 @@ def test_transcribe_refuses_a_non_audio_file(client, tmp_path):
         client.predict(handle_file(str(path)), None, api_name="/transcribe")
     assert "audio" in str(e.value).lower()
     assert_user_message(str(e.value), str(tmp_path))
+
+
+def test_compare_runs_models_side_by_side(client, example_image):
+    table = client.predict(
+        "visual-question-answering",
+        handle_file(str(example_image)),
+        QUESTION,
+        ["mmdemo-vqa-easy", TEST_MODEL],
+        api_name="/compare",
+    )
+    rows = table["data"]
+    assert [r[0] for r in rows] == ["mmdemo-vqa-easy", TEST_MODEL]
+    assert all(r[1] and r[2] > 0 for r in rows)
+    photo = handle_file(str(EXAMPLES_ROOT / "photos" / "coffee.jpg"))
+    rows = client.predict(
+        "image-classification", photo, "", ["efficientnet-lite0", "mmdemo-scene-classifier"], api_name="/compare"
+    )["data"]
+    assert rows[0][1].startswith("espresso (0.95)")
+    assert rows[1][1].split(" (")[0] in {
+        f"{c} {s}"
+        for c in ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
+        for s in ("circle", "rectangle", "triangle")
+    }
+
+
+def test_compare_needs_two_to_four_models(client, example_image):
+    with pytest.raises(Exception, match="Pick 2 to 4 models"):
+        client.predict(
+            "visual-question-answering", handle_file(str(example_image)), QUESTION, [TEST_MODEL], api_name="/compare"
+        )
