@@ -8,9 +8,9 @@
 `import mmdemo` stays light: torch is imported only when a model is loaded.
 """
 
-from mmdemo.errors import InputError
-from mmdemo.pipelines import pipeline
+from mmdemo.errors import InputError, ModelError
+from mmdemo.pipelines import pipeline, unload
 from mmdemo.registry import TASKS, ModelInfo, list_models
 
-__all__ = ["TASKS", "InputError", "ModelInfo", "list_models", "pipeline"]
+__all__ = ["TASKS", "InputError", "ModelError", "ModelInfo", "list_models", "pipeline", "unload"]
 __version__ = "0.1.0"

@@ -3,3 +3,7 @@
 
 class InputError(ValueError):
     """Bad input (unreadable image, empty question ...): the message says what to do instead."""
+
+
+class ModelError(RuntimeError):
+    """A model could not serve a valid request (out of memory ...): the message says what to try."""

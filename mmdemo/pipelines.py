@@ -8,17 +8,16 @@ Each call checks its inputs (InputError), batches them through a backend, and re
 """
 
 import numbers
-import threading
 from contextlib import contextmanager
 
 from mmdemo.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from mmdemo.backends import Backend, load_backend
-from mmdemo.errors import InputError
+from mmdemo.cache import ModelCache, free_memory
+from mmdemo.errors import InputError, ModelError
 from mmdemo.inputs import clean_question, load_image
 from mmdemo.registry import TASKS, ModelInfo, find_model
 
-_loaded: dict[tuple[str, str, str | None], Backend] = {}  # (name, path, device) -> backend, loaded once
-_lock = threading.Lock()
+_models = ModelCache()  # (name, path, device) -> backend
 
 
 class Pipeline:
@@ -35,8 +34,21 @@ class Pipeline:
                 self.backend.validate(item)
         out = []
         for start in range(0, len(items), self.batch_size):
-            out += self.backend(items[start : start + self.batch_size], **params)
+            try:
+                out += self.backend(items[start : start + self.batch_size], **params)
+            except Exception as e:
+                if not _out_of_memory(e):
+                    raise
+                free_memory()
+                raise ModelError(
+                    f"{self.info.name} ran out of memory on this input. Try a smaller image or clip, fewer "
+                    "inputs at once, or a smaller model."
+                ) from e
         return out
+
+
+def _out_of_memory(e: Exception) -> bool:
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower()
 
 
 @contextmanager
@@ -95,6 +107,43 @@ class ImageClassificationPipeline(Pipeline):
         top_k = _top_k(top_k)
         items, single = _image_items(image)
         results = self.run(items, top_k=top_k) if items else []
+        return results[0] if single else results
+
+
+MAX_LABELS = 100  # candidate labels per zero-shot call
+MAX_LABEL_CHARS = 100  # per label: a few words, well inside the text encoders' 64-77 tokens
+
+
+def _candidate_labels(labels) -> list[str]:
+    """1..MAX_LABELS distinct non-empty strings (whitespace trimmed), or InputError."""
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, (list, tuple)) or not labels:
+        raise InputError("Please give at least one candidate label.")
+    if len(labels) > MAX_LABELS:
+        raise InputError(f"Please give at most {MAX_LABELS} candidate labels, not {len(labels)}.")
+    if not all(isinstance(label, str) for label in labels):
+        raise InputError("Candidate labels must be text.")
+    cleaned = [label.strip() for label in labels]
+    if not all(cleaned):
+        raise InputError("Candidate labels must not be empty.")
+    if any(len(label) > MAX_LABEL_CHARS for label in cleaned):
+        raise InputError(f"Each candidate label must be at most {MAX_LABEL_CHARS} characters long.")
+    if len(set(cleaned)) != len(cleaned):
+        raise InputError("Candidate labels must all be different.")
+    return cleaned
+
+
+class ZeroShotImageClassificationPipeline(Pipeline):
+    task = "zero-shot-image-classification"
+
+    def __call__(self, image, candidate_labels=None, top_k: int | None = None):
+        """An image or a list of them, scored against the labels -> [{"label", "score"}, ...] best first
+        (top_k of them; None: every label), a list of those for a list."""
+        labels = _candidate_labels(candidate_labels)
+        top_k = None if top_k is None else _top_k(top_k)
+        items, single = _image_items(image)
+        results = self.run(items, candidate_labels=labels, top_k=top_k) if items else []
         return results[0] if single else results
 
 
@@ -159,6 +208,7 @@ PIPELINES = {
     for p in (
         VisualQuestionAnsweringPipeline,
         ImageClassificationPipeline,
+        ZeroShotImageClassificationPipeline,
         ImageToTextPipeline,
         AudioClassificationPipeline,
         AutomaticSpeechRecognitionPipeline,
@@ -173,9 +223,10 @@ def pipeline(task: str, model: str | None = None, device: str | None = None) -> 
     if task not in PIPELINES:
         raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(PIPELINES)}")
     info = find_model(task, model)
-    key = (info.name, str(info.path), device)
-    with _lock:  # one load per model, however many requests arrive at once
-        if key not in _loaded:
-            _loaded[key] = load_backend(info, device)
-        backend = _loaded[key]
+    backend = _models.get((info.name, str(info.path), device), lambda: load_backend(info, device))
     return PIPELINES[task](info, backend)
+
+
+def unload(model: str | None = None) -> list[str]:
+    """Free a loaded model (by name), or every loaded model; returns the names unloaded."""
+    return _models.unload(model)

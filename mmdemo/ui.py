@@ -28,7 +28,7 @@ def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, fl
     start = time.perf_counter()
     try:
         result = mmdemo.pipeline(task, model=model or None)(*args, **kwargs)
-    except ValueError as e:  # InputError, or an unknown model name: the message is meant for users
+    except (ValueError, mmdemo.ModelError) as e:  # bad input, unknown model, out of memory: meant for users
         raise gr.Error(str(e), title="Please check the input") from None
     except Exception:
         request = uuid.uuid4().hex[:8]
