@@ -1,5 +1,6 @@
 """The model catalog: which models exist, for which tasks, run by which backend."""
 
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -64,15 +65,17 @@ def list_models(task: str | None = None) -> list[ModelInfo]:
 
 
 def find_model(task: str, model: str | None) -> ModelInfo:
-    """The catalog entry for `model`, or a local checkpoint folder. The default is the task's last
-    `default_for` entry, so a user catalog that names a default wins over the bundled one."""
+    """The catalog entry for `model`, or a local checkpoint folder. The default is the task's recommended
+    hub model where the hub can serve it (see `hub_available`), else its last `default_for` entry, so a
+    user catalog that names a default wins over the bundled one."""
     models = list_models(task)
     if model is None:
-        defaults = [m for m in models if task in m.default_for] or models
+        hub = [m for m in models if m.recommended and m.hub_id and hub_available(m)]
+        defaults = hub or [m for m in models if task in m.default_for] or models
         if not defaults:
             served = sorted({t for m in catalog() for t in m.tasks})
             raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(served)}")
-        return defaults[-1]
+        return defaults[-1] if not hub else hub[0]
     for m in models:
         if m.name == model:
             return m
@@ -80,3 +83,32 @@ def find_model(task: str, model: str | None) -> ModelInfo:
         return ModelInfo(name=Path(model).name, tasks=(task,), backend="native", path=str(model))
     names = ", ".join(m.name for m in models) or "none"
     raise ValueError(f"unknown model {model!r} for {task!r}; available: {names} (or a checkpoint folder)")
+
+
+def hub_available(info: ModelInfo) -> bool:
+    """Whether a hub model should be a default here. MMDEMO_HUB=off (or HF_HUB_OFFLINE=1): never;
+    MMDEMO_HUB=on: always (downloaded on first use); auto (default): when it is already in the local
+    Hugging Face cache, or the hub answers within 2 s."""
+    mode = os.environ.get("MMDEMO_HUB", "auto").lower()
+    if mode == "off" or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    return mode == "on" or _cached(info.hub_id, info.revision) or _hub_answers()
+
+
+def _cached(hub_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hub_id, "config.json", revision=revision), str)
+
+
+@functools.cache
+def _hub_answers() -> bool:
+    """One quick look per process: is huggingface.co reachable?"""
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(f"{endpoint}/api/models?limit=1", timeout=2)
+        return True
+    except OSError:
+        return False
