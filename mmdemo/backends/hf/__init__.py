@@ -10,6 +10,16 @@ import importlib
 from mmdemo.registry import ModelInfo
 
 RUNNERS = {  # catalog "runner" -> "module:Class", imported on first use
+    "blip-caption": "mmdemo.backends.hf.captioning:BlipCaptioner",
+    "git-caption": "mmdemo.backends.hf.captioning:GitCaptioner",
+    "blip-vqa": "mmdemo.backends.hf.vqa:BlipVQA",
+    "vilt-vqa": "mmdemo.backends.hf.vqa:ViltVQA",
+    "image-classifier": "mmdemo.backends.hf.classifiers:HFImageClassifier",
+    "clip-zero-shot": "mmdemo.backends.hf.classifiers:HFZeroShotImageClassifier",
+    "siglip-zero-shot": "mmdemo.backends.hf.classifiers:HFZeroShotImageClassifier",
+    "audio-classifier": "mmdemo.backends.hf.classifiers:HFAudioClassifier",
+    "whisper": "mmdemo.backends.hf.speech:HFWhisper",
+    "chat-vlm": "mmdemo.backends.hf.chat_vlm:ChatVLM",
 }
 
 

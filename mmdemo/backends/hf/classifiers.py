@@ -109,7 +109,7 @@ class HFAudioClassifier:
 
     def validate(self, item: dict) -> None:
         # the filterbank reads 25 ms windows: a shorter clip has no frame at all
-        if len(item["audio"]) * self.rate < 0.025 * self.rate * item["sampling_rate"]:
+        if len(item["audio"]) < 0.025 * item["sampling_rate"]:
             raise InputError("The recording is too short for this model; please use a longer clip.")
 
     @torch.inference_mode()
