@@ -1,7 +1,6 @@
 """The `mmdemo` command: serve, models, train, eval, predict. Every subcommand has --help."""
 
 import argparse
-import json
 import os
 import sys
 
@@ -42,16 +41,9 @@ def _eval(args) -> None:
 
 
 def _predict(args) -> None:
-    from mmdemo.errors import InputError
-    from mmdemo.pipelines import pipeline
+    from mmdemo import predict
 
-    p = pipeline(args.task, model=args.model, device=args.device)
-    for path in args.inputs:
-        try:
-            result = p(path, args.question) if args.task == "visual-question-answering" else p(path)
-        except InputError as e:
-            result = {"error": str(e)}
-        print(json.dumps({"input": path, "result": result}))
+    predict.run(args.task, args.model, args.inputs, args.question, args.out, args.device, args.batch_size)
 
 
 def _download(args) -> None:
@@ -88,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=func)
 
-    s = sub.add_parser("predict", help="run a model on files, print one JSON line per input")
+    s = sub.add_parser("predict", help="run a model over files, folders or a CSV, batched, to JSONL or CSV")
     s.add_argument("--task", required=True, help="task id, e.g. visual-question-answering")
     s.add_argument("--model", default=None, help="catalog name or checkpoint folder")
     s.add_argument("--question", default=None, help="the question (visual-question-answering)")
     s.add_argument("--device", default=None, help="cpu, cuda ...")
-    s.add_argument("inputs", nargs="+", help="input files")
+    s.add_argument("--out", default=None, help="write results to FILE.csv or FILE.jsonl (default: JSONL on stdout)")
+    s.add_argument("--batch-size", type=int, default=32, help="inputs per batch")
+    s.add_argument("inputs", nargs="+", help="files, folders (their media files) or a CSV (image/audio, question)")
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("download", help="pre-fetch hub models into the Hugging Face cache (Docker images, Spaces)")

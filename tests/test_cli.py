@@ -1,5 +1,6 @@
 """The `mmdemo` command (console script and `python -m mmdemo`), run as users run it."""
 
+import csv
 import json
 import os
 import shutil
@@ -71,7 +72,30 @@ def test_predict_prints_one_json_line_per_input(tiny_checkpoint, examples, tmp_p
         result = line["result"]
         assert len(result) == 5 and {"answer", "score"} == set(result[0])
         assert result[0]["score"] >= result[-1]["score"]
-    assert "not an image" in lines[2]["result"]["error"]
+    assert "not an image" in lines[2]["error"] and "result" not in lines[2]
+
+
+def test_predict_captions_a_folder_to_csv(tmp_path):
+    out = tmp_path / "captions.csv"
+    done = run("predict", "--task", "image-to-text", str(ROOT / "assets" / "examples" / "scenes"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    expected = json.loads((ROOT / "assets" / "examples" / "scenes" / "examples.json").read_text())
+    assert len(rows) == len(expected)
+    by_file = {Path(r["input"]).name: json.loads(r["result"])[0]["generated_text"] for r in rows}
+    hits = [by_file[e["image"]] == e["captions"][0].replace(",", "") for e in expected]
+    assert sum(hits) >= len(hits) - 1  # the shipped captioner on its own domain
+
+
+def test_predict_reads_questions_from_a_csv(tiny_checkpoint, examples, tmp_path):
+    table = tmp_path / "questions.csv"
+    lines = ["image,question"] + [f"{e['image']},{QUESTION}" for e in examples[:3]]
+    table.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "answers.jsonl"
+    done = run("predict", "--task", VQA, "--model", str(tiny_checkpoint), str(table), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["question"] for r in rows] == [QUESTION] * 3 and all(len(r["result"]) == 5 for r in rows)
 
 
 def test_predict_with_an_unknown_model_fails_listing_the_models(example_image):
