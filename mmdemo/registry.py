@@ -65,9 +65,9 @@ def list_models(task: str | None = None) -> list[ModelInfo]:
 
 
 def find_model(task: str, model: str | None) -> ModelInfo:
-    """The catalog entry for `model`, or a local checkpoint folder. The default is the task's recommended
-    hub model where the hub can serve it (see `hub_available`), else its last `default_for` entry, so a
-    user catalog that names a default wins over the bundled one."""
+    """The catalog entry for `model`, or a local checkpoint folder. The default is the task's (last)
+    recommended hub model where the hub can serve it (see `hub_available`), else its last `default_for`
+    entry: a user catalog's entries come last, so its choices win over the bundled ones."""
     models = list_models(task)
     if model is None:
         hub = [m for m in models if m.recommended and m.hub_id and hub_available(m)]
@@ -75,10 +75,16 @@ def find_model(task: str, model: str | None) -> ModelInfo:
         if not defaults:
             served = sorted({t for m in catalog() for t in m.tasks})
             raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(served)}")
-        return defaults[-1] if not hub else hub[0]
+        return defaults[-1]  # the last: a user catalog's entries come after the bundled ones
     for m in models:
         if m.name == model:
             return m
+    other = next((m for m in catalog() if m.name == model), None)
+    if other is not None:
+        raise ValueError(
+            f"{model!r} does not do {task} (it does {', '.join(other.tasks)}); for {task} pick one of: "
+            + (", ".join(m.name for m in models) or "none")
+        )
     if Path(model).is_dir() and (Path(model) / "config.json").exists():
         return ModelInfo(name=Path(model).name, tasks=(task,), backend="native", path=str(model))
     names = ", ".join(m.name for m in models) or "none"

@@ -275,10 +275,11 @@ def build_demo() -> gr.Blocks:
 
 
 def _warm() -> None:
-    """Load every task's default model once, so that first users do not wait for it."""
+    """Load every task's bundled default once, so that first users do not wait for it (hub models load,
+    and download, on first use)."""
     for task, _ in TABS.values():
         try:
-            if list_models(task):
+            if list_models(task) and find_model(task, None).offline:
                 mmdemo.pipeline(task)
         except Exception:
             log.exception("could not load the default model of %s at start", task)

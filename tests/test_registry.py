@@ -74,3 +74,9 @@ def test_a_cached_hub_model_is_the_default_offline_of_the_network(hub_catalog, m
     (snapshot / "config.json").write_text("{}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     assert default() == "hub-captioner"
+
+
+def test_a_model_of_another_task_is_refused_with_the_right_choices():
+    with pytest.raises(ValueError, match="'mmdemo-vqa-easy' does not do image-to-text") as e:
+        registry.find_model("image-to-text", "mmdemo-vqa-easy")
+    assert "it does visual-question-answering" in str(e.value) and "mmdemo-captioner" in str(e.value)

@@ -39,7 +39,11 @@ def load_model(model_cls, info: ModelInfo, device: str | None = None, **kwargs):
     """model_cls.from_pretrained at the right place, dtype and device, in eval mode."""
     where = resolve_device(device)
     name, options = source(info)
-    model = model_cls.from_pretrained(name, dtype=pick_dtype(info.dtype, where), **options, **kwargs)
+    dtype = pick_dtype(info.dtype, where)
+    if info.extra.get("device_map") and where.type == "cuda":  # larger than one GPU: accelerate spreads it
+        model = model_cls.from_pretrained(name, dtype=dtype, device_map=info.extra["device_map"], **options, **kwargs)
+        return model.eval(), model.device
+    model = model_cls.from_pretrained(name, dtype=dtype, **options, **kwargs)
     return model.to(where).eval(), where
 
 
