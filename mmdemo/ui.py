@@ -21,6 +21,7 @@ EXAMPLES = ASSETS / "examples"
 MODEL_CONCURRENCY = 2  # model calls running at once; the rest wait in the queue
 QUEUE_SIZE = 64  # requests waiting beyond that are refused with a "queue full" message
 MAX_FILE_SIZE = "10mb"
+DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
 
 
 def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, float]:
@@ -55,35 +56,35 @@ def _info(headline: str, ms: float, task: str, model: str | None) -> str:
     return f"**{headline}** · {ms:.1f} ms · `{model or find_model(task, None).name}`"
 
 
-def answer(image: str | None, question: str, model: str | None = None):
+def answer(image: str | None, question: str, model: str | None = None, progress=DOWNLOADS):
     """Ask a question about an image: the top-5 answers with their confidences, and the latency."""
     _need(image, "upload an image")
     result, ms = run_model(VQA, model, image, question, top_k=5)
     return {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
 
 
-def caption(image: str | None, model: str | None = None, num_beams: int = 3):
+def caption(image: str | None, model: str | None = None, num_beams: int = 3, progress=DOWNLOADS):
     """Describe an image: the caption and the latency."""
     _need(image, "upload an image")
     result, ms = run_model(CAPTION, model, image, num_beams=int(num_beams))
     return result[0]["generated_text"], _info("caption", ms, CAPTION, model)
 
 
-def classify_image(image: str | None, model: str | None = None):
+def classify_image(image: str | None, model: str | None = None, progress=DOWNLOADS):
     """Classify an image: the top-5 labels with their confidences, and the latency."""
     _need(image, "upload an image")
     result, ms = run_model(CLASSIFY, model, image, top_k=5)
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, CLASSIFY, model)
 
 
-def classify_audio(audio: str | None, model: str | None = None):
+def classify_audio(audio: str | None, model: str | None = None, progress=DOWNLOADS):
     """Classify a sound: the top-5 labels with their confidences, and the latency."""
     _need(audio, "record or upload a sound")
     result, ms = run_model(LISTEN, model, audio, top_k=5)
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, LISTEN, model)
 
 
-def transcribe(audio: str | None, model: str | None = None) -> str:
+def transcribe(audio: str | None, model: str | None = None, progress=DOWNLOADS) -> str:
     """Speech to text: the transcript of a recorded or uploaded question."""
     _need(audio, "record or upload your question")
     result, _ = run_model(ASR, model, audio)
@@ -210,7 +211,7 @@ def _summary(task: str, result) -> str:
     return ", ".join(f"{r[key]} ({r['score']:.2f})" if r.get("score") is not None else r[key] for r in result[:3])
 
 
-def compare(task: str, image: str | None, question: str, models: list[str]):
+def compare(task: str, image: str | None, question: str, models: list[str], progress=DOWNLOADS):
     """Run 2–4 models on the same input: a row per model with its output and latency (ms)."""
     if task not in COMPARABLE:
         raise gr.Error(f"Compare works for {', '.join(COMPARABLE)}.")
