@@ -21,6 +21,7 @@ from mmdemo.backends import load_backend, whisper_ct2
 from mmdemo.registry import find_model
 
 ASR = "automatic-speech-recognition"
+OFFLINE_ASR = "whisper-tiny-en-offline"  # the bundled model (the default only where the hub is off)
 QUESTIONS = ["what color is the circle", "is there a red shape", "what shape is in the image"]
 SENTENCE = "the weather is nice today"
 
@@ -32,7 +33,7 @@ def words(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def asr():
-    return mmdemo.pipeline(ASR, device="cpu")
+    return mmdemo.pipeline(ASR, model=OFFLINE_ASR, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def heard(speak, asr) -> dict[str, str]:
 
 
 def test_the_default_is_the_offline_whisper():
-    info = find_model(ASR, None)
+    info = find_model(ASR, OFFLINE_ASR)
     assert (info.name, info.backend, info.offline) == ("whisper-tiny-en-offline", "faster-whisper", True)
     assert info.license.startswith("MIT")
     assert set(info.extra["sha256"]) == {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
@@ -113,14 +114,14 @@ def test_loading_and_transcribing_never_touch_the_network(speak, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    backend = load_backend(find_model(ASR, None), "cpu")  # a fresh load, not the pipeline's cached one
+    backend = load_backend(find_model(ASR, OFFLINE_ASR), "cpu")  # a fresh load, not the pipeline's cached one
     rate, samples = read_wav(speak(SENTENCE))
     (result,) = backend([{"audio": load_audio((rate, samples))}])
     assert words(result["text"]) == SENTENCE
 
 
 def test_a_changed_model_file_is_refused_before_loading():
-    info = find_model(ASR, None)
+    info = find_model(ASR, OFFLINE_ASR)
     pins = info.extra["sha256"]
     changed = dataclasses.replace(info, extra={"sha256": {**pins, "model.bin": "0" * 64}})
     with pytest.raises(RuntimeError, match=r"model\.bin does not match its pinned sha256.*reinstall"):

@@ -1,0 +1,54 @@
+"""Captioning runners for the transformers backend: BLIP and GIT, batched generate -> [{"generated_text": str}].
+
+Also the small base the other runners of this family share: model and processor loaded through `loading`, and a
+processor's output moved to the model's device and dtype.
+"""
+
+import torch
+from transformers import AutoProcessor, BlipForConditionalGeneration, GitForCausalLM
+
+from mmdemo.backends.hf.loading import load_model, load_processor
+from mmdemo.registry import ModelInfo
+
+
+def to_model(batch, model) -> dict:
+    """A processor's tensors on the model's device; floating ones (pixels) in the model's dtype."""
+    return {
+        k: v.to(model.device, dtype=model.dtype) if v.is_floating_point() else v.to(model.device)
+        for k, v in batch.items()
+    }
+
+
+class HFRunner:
+    """A model class and its processor, loaded once; images and questions need no check beyond the pipeline's."""
+
+    model_cls: type  # the transformers model class the checkpoint is loaded as
+
+    def __init__(self, info: ModelInfo, device: str | None = None):
+        self.info = info
+        self.model, self.device = load_model(self.model_cls, info, device)
+        self.processor = load_processor(AutoProcessor, info)
+
+    def validate(self, item: dict) -> None:
+        pass
+
+
+class Captioner(HFRunner):
+    """Image in, caption out: the processor makes fixed-size pixels, so a batch is one generate call."""
+
+    @torch.inference_mode()
+    def __call__(self, items: list[dict], num_beams: int = 1, max_new_tokens: int = 30) -> list[list[dict]]:
+        batch = self.processor(images=[it["image"] for it in items], return_tensors="pt")
+        ids = self.model.generate(
+            **to_model(batch, self.model), num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False
+        )  # (B, T)
+        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
+        return [[{"generated_text": text.strip()}] for text in texts]
+
+
+class BlipCaptioner(Captioner):
+    model_cls = BlipForConditionalGeneration
+
+
+class GitCaptioner(Captioner):
+    model_cls = GitForCausalLM
