@@ -44,6 +44,17 @@ def add_eval_args(p: argparse.ArgumentParser, model: str | None, batch_size: int
     p.add_argument("--json", default=None, help="write the report (CONTRACT.md format) to this file")
 
 
+def label_metrics(truth: list[str], predictions: list[str]) -> dict:
+    """Accuracy and macro-F1 (scikit-learn), and the number of errors."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        "accuracy": accuracy_score(truth, predictions),
+        "macro_f1": f1_score(truth, predictions, average="macro"),
+        "errors": sum(p != t for p, t in zip(predictions, truth, strict=True)),
+    }
+
+
 def single_request_ms(run: Callable[..., object], inputs: Sequence[tuple], n: int) -> list[float]:
     """Wall time of `run(*args)` for the first n inputs, one at a time, in milliseconds."""
     times = []

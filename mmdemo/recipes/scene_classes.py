@@ -14,7 +14,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, f1_score
 from tqdm import tqdm
 
 from mmdemo.data import scenes
@@ -27,6 +26,7 @@ from mmdemo.recipes.common import (
     RAW,
     Optimization,
     add_eval_args,
+    label_metrics,
     single_request_ms,
     write_report,
 )
@@ -106,9 +106,7 @@ def evaluate(argv: list[str] | None = None) -> dict:
     batched_s = time.perf_counter() - start
     latencies = single_request_ms(classifier, [(a,) for a in arrays], args.latency_samples)
     metrics = {
-        "accuracy": accuracy_score(labels, predictions),
-        "macro_f1": f1_score(labels, predictions, average="macro"),
-        "errors": sum(p != t for p, t in zip(predictions, labels, strict=True)),
+        **label_metrics(labels, predictions),
         "images_per_s_batched": len(labels) / batched_s,
     }
     return write_report(args, classifier.info.name, len(labels), metrics, latencies)

@@ -15,7 +15,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, f1_score
 from tqdm import tqdm
 
 from mmdemo.data import sounds
@@ -28,6 +27,7 @@ from mmdemo.recipes.common import (
     RAW,
     Optimization,
     add_eval_args,
+    label_metrics,
     single_request_ms,
     write_report,
 )
@@ -123,9 +123,7 @@ def evaluate(argv: list[str] | None = None) -> dict:
 
     hits = np.array(predictions) == np.array(data.labels)
     metrics = {
-        "accuracy": accuracy_score(data.labels, predictions),
-        "macro_f1": f1_score(data.labels, predictions, average="macro"),
-        "errors": int((~hits).sum()),
+        **label_metrics(data.labels, predictions),
         "clips_per_s_batched": len(data) / batched_s,
         "seed": seed,
     }

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, f1_score
 from tqdm import tqdm
 
 from mmdemo.data import easyvqa
@@ -26,6 +25,7 @@ from mmdemo.recipes.common import (
     RAW,
     Optimization,
     add_eval_args,
+    label_metrics,
     single_request_ms,
     write_report,
 )
@@ -135,9 +135,7 @@ def evaluate(argv: list[str] | None = None) -> dict:
     latencies = single_request_ms(vqa, zip(images, data.questions, strict=True), args.latency_samples)
 
     metrics = {
-        "accuracy": accuracy_score(data.answers, predictions),
-        "macro_f1": f1_score(data.answers, predictions, average="macro"),
-        "errors": sum(p != a for p, a in zip(predictions, data.answers, strict=True)),
+        **label_metrics(data.answers, predictions),
         "answers_per_s_batched": len(data) / batched_s,
     }
     types = np.array([easyvqa.question_type(q) for q in data.questions])
