@@ -159,6 +159,20 @@ class ImageToTextPipeline(Pipeline):
         results = self.run(items, num_beams=num_beams, max_new_tokens=max_new_tokens) if items else []
         return results[0] if single else results
 
+    def stream(self, image, max_new_tokens: int = 30):
+        """One image's greedy caption as it is generated: the text so far, after each new piece.
+        Closing the iterator stops the model. Backends that cannot stream give the whole caption once."""
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 100:
+            raise InputError(f"max_new_tokens must be a whole number from 1 to 100, got {max_new_tokens!r}.")
+        items, single = _image_items(image)
+        if not single:
+            raise InputError("stream takes one image; call the pipeline for a list.")
+        stream = getattr(self.backend, "stream", None)
+        if stream is None:
+            yield self.run(items, num_beams=1, max_new_tokens=max_new_tokens)[0][0]["generated_text"]
+            return
+        yield from stream(items[0], max_new_tokens=max_new_tokens)
+
 
 class AudioClassificationPipeline(Pipeline):
     task = "audio-classification"

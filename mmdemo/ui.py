@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import gradio as gr
 
@@ -24,17 +25,24 @@ MAX_FILE_SIZE = "10mb"
 DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
 
 
-def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, float]:
-    """Run one request through the pipeline; every failure becomes a gr.Error a user can read."""
-    start = time.perf_counter()
+@contextmanager
+def user_errors(task: str, model: str | None):
+    """Every failure inside becomes a gr.Error a user can read; unexpected ones are logged with an id."""
     try:
-        result = mmdemo.pipeline(task, model=model or None)(*args, **kwargs)
+        yield
     except (ValueError, mmdemo.ModelError) as e:  # bad input, unknown model, out of memory: meant for users
         raise gr.Error(str(e), title="Please check the input") from None
     except Exception:
         request = uuid.uuid4().hex[:8]
         log.exception("request %s: %s with %s failed", request, task, model)
         raise gr.Error(f"The model failed on this input (request {request}). Please try again.") from None
+
+
+def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, float]:
+    """Run one request through the pipeline: its result and latency (ms)."""
+    start = time.perf_counter()
+    with user_errors(task, model):
+        result = mmdemo.pipeline(task, model=model or None)(*args, **kwargs)
     return result, (time.perf_counter() - start) * 1000
 
 
@@ -63,11 +71,18 @@ def answer(image: str | None, question: str, model: str | None = None, progress=
     return {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
 
 
-def caption(image: str | None, model: str | None = None, num_beams: int = 3, progress=DOWNLOADS):
-    """Describe an image: the caption and the latency."""
+def caption(image: str | None, model: str | None = None, num_beams: int = 1, progress=DOWNLOADS):
+    """Describe an image: the caption (streamed as it is written when greedy) and the latency."""
     _need(image, "upload an image")
-    result, ms = run_model(CAPTION, model, image, num_beams=int(num_beams))
-    return result[0]["generated_text"], _info("caption", ms, CAPTION, model)
+    if int(num_beams) > 1:  # beam search finishes every beam before it knows the best: nothing to stream
+        result, ms = run_model(CAPTION, model, image, num_beams=int(num_beams))
+        yield result[0]["generated_text"], _info("caption", ms, CAPTION, model)
+        return
+    start, text = time.perf_counter(), ""
+    with user_errors(CAPTION, model):
+        for text in mmdemo.pipeline(CAPTION, model=model or None).stream(image):
+            yield text, "writing…"
+    yield text, _info("caption", (time.perf_counter() - start) * 1000, CAPTION, model)
 
 
 def classify_image(image: str | None, model: str | None = None, progress=DOWNLOADS):
@@ -99,8 +114,10 @@ def _model_picker(task: str) -> gr.Dropdown:
     return gr.Dropdown([m.name for m in list_models(task)], value=find_model(task, None).name, label="Model")
 
 
-def _wire(button: gr.Button, fn, inputs: list, outputs: list, api_name: str) -> None:
-    button.click(fn, inputs, outputs, api_name=api_name, concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+def _wire(button: gr.Button, fn, inputs: list, outputs: list, api_name: str):
+    return button.click(
+        fn, inputs, outputs, api_name=api_name, concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY
+    )
 
 
 def _examples(folder: str, key: str = "image") -> list[dict]:
@@ -156,14 +173,17 @@ def _caption_tab() -> None:
         with gr.Column():
             image = _image_input()
             model = _model_picker(CAPTION)
-            beams = gr.Slider(1, 5, value=3, step=1, label="Beam width (1: greedy)")
-            go = gr.Button("Caption", variant="primary")
+            beams = gr.Slider(1, 5, value=1, step=1, label="Beam width (1: greedy, streamed)")
+            with gr.Row():
+                go = gr.Button("Caption", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
         with gr.Column():
             text = gr.Textbox(label="Caption", interactive=False, lines=3)
             info = gr.Markdown()
     examples = [[e["image"]] for e in _examples("scenes")] + [[e["image"]] for e in _examples("easy-vqa")[:4]]
     gr.Examples(examples, inputs=[image], label="Examples: generated scenes and easy-VQA images", examples_per_page=6)
-    _wire(go, caption, [image, model, beams], [text, info], "caption")
+    event = _wire(go, caption, [image, model, beams], [text, info], "caption")
+    stop.click(None, cancels=[event], api_name=False)  # closing the stream stops the model and frees its slot
 
 
 def _classify_tab() -> None:

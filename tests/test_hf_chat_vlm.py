@@ -176,3 +176,11 @@ def test_a_missing_package_is_named_before_loading(tiny_smolvlm, tmp_path, monke
     _catalog(tmp_path, monkeypatch, tiny_smolvlm, "tiny-smolvlm-needs", 'requires = ["mmdemo_no_such_package"]\n')
     with pytest.raises(mmdemo.ModelError, match="pip install mmdemo_no_such_package"):
         mmdemo.pipeline("image-to-text", model="tiny-smolvlm-needs", device="cpu")
+
+
+def test_streamed_caption_is_the_greedy_caption(tiny_smolvlm, tmp_path, monkeypatch):
+    _catalog(tmp_path, monkeypatch, tiny_smolvlm, "tiny-smolvlm-stream")
+    captioner = mmdemo.pipeline("image-to-text", model="tiny-smolvlm-stream", device="cpu")
+    image = _images()[0]
+    parts = list(captioner.stream(image, max_new_tokens=6))
+    assert parts[-1] == captioner(image, num_beams=1, max_new_tokens=6)[0]["generated_text"]

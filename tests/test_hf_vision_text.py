@@ -152,3 +152,22 @@ def test_catalog_names_importable_runners():
         assert m.hub_id and not m.offline and not m.default_for, m.name
         module, cls = RUNNERS[m.extra["runner"]].split(":")
         assert callable(getattr(importlib.import_module(module), cls))
+
+
+@pytest.mark.parametrize("runner", ["blip-caption", "git-caption"])
+def test_streamed_caption_grows_to_the_greedy_caption(tmp_path, monkeypatch, tiny_models, images, runner):
+    p = load_tiny(tmp_path, monkeypatch, tiny_models, CAPTION, runner, f"tiny-{runner}-stream")
+    parts = list(p.stream(images[0], max_new_tokens=8))
+    assert parts and parts[-1] == p(images[0], num_beams=1, max_new_tokens=8)[0]["generated_text"]
+    assert all(b.startswith(a.rstrip()) for a, b in zip(parts, parts[1:], strict=False))  # text only grows
+
+
+def test_closing_a_stream_stops_generation(tmp_path, monkeypatch, tiny_models, images):
+    import threading
+
+    p = load_tiny(tmp_path, monkeypatch, tiny_models, CAPTION, "blip-caption", "tiny-blip-stop")
+    stream = p.stream(images[1], max_new_tokens=100)
+    next(stream)
+    stream.close()  # what Gradio does when a user presses Stop
+    assert not any(t.name == "mmdemo-generate" and t.is_alive() for t in threading.enumerate())
+    assert p(images[1], num_beams=1, max_new_tokens=4)  # the model serves the next request

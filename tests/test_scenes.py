@@ -149,3 +149,13 @@ def test_scene_classifier_trains_and_classifies(tmp_path):
     for batched, alone in zip(results, [classifier(im, top_k=3) for im in images], strict=True):
         assert [x["label"] for x in batched] == [x["label"] for x in alone]
         assert np.allclose([x["score"] for x in batched], [x["score"] for x in alone], atol=1e-5)
+
+
+def test_the_native_captioner_streams_word_by_word(tiny_captioner_dir):
+    captioner = mmdemo.pipeline("image-to-text", model=str(tiny_captioner_dir))
+    image = scenes.generate(1, seed=11)[0].image
+    parts = list(captioner.stream(image, max_new_tokens=12))
+    assert parts[-1] == captioner(image, num_beams=1, max_new_tokens=12)[0]["generated_text"]
+    assert [len(p.split()) for p in parts] == list(range(1, len(parts) + 1))  # one more word each time
+    with pytest.raises(mmdemo.InputError, match="one image"):
+        next(captioner.stream([image, image]))

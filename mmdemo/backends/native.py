@@ -85,6 +85,14 @@ class NativeCaptioner(NativeModel):
         ids, _ = self.model.generate(images, num_beams=num_beams, max_new_tokens=max_new_tokens)
         return [[{"generated_text": self.model.decode(row)}] for row in ids]
 
+    @torch.inference_mode()
+    def stream(self, item: dict, max_new_tokens: int = 30):
+        """One image's greedy caption, the text so far after each word."""
+        words = []
+        for word in self.model.greedy_words(_pixels([item], self.model.config.image_size, self.device), max_new_tokens):
+            words.append(word)
+            yield self.model.decode(words)
+
 
 class NativeImageClassifier(NativeModel):
     @torch.inference_mode()

@@ -97,5 +97,18 @@ class Captioner(nn.Module):
         out = [[i for i in row if i > EOS] for row in seqs[best].tolist()]
         return out, score.max(-1).values.tolist()
 
+    @torch.no_grad()
+    def greedy_words(self, image: torch.Tensor, max_new_tokens: int | None = None):
+        """One image's (1, H, W, 3) greedy caption, a word id at a time, as generate(num_beams=1) finds it."""
+        context, state = self.encode_image(image)
+        token = torch.full((1,), BOS, device=image.device)
+        for _ in range(min(max_new_tokens or self.config.max_length, self.config.max_length)):
+            logp, state = self._step(token, context, state)
+            logp[:, :EOS] = float("-inf")
+            token = logp.argmax(-1)
+            if token.item() == EOS:
+                return
+            yield token.item()
+
     def decode(self, ids: list[int]) -> str:
         return " ".join(self.config.words[i] for i in ids)

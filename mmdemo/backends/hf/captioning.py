@@ -8,6 +8,7 @@ import torch
 from transformers import AutoProcessor, BlipForConditionalGeneration, GitForCausalLM
 
 from mmdemo.backends.hf.loading import load_model, load_processor
+from mmdemo.backends.hf.streaming import stream_generate
 from mmdemo.registry import ModelInfo
 
 
@@ -44,6 +45,13 @@ class Captioner(HFRunner):
         )  # (B, T)
         texts = self.processor.batch_decode(ids, skip_special_tokens=True)
         return [[{"generated_text": text.strip()}] for text in texts]
+
+    def stream(self, item: dict, max_new_tokens: int = 30):
+        """One image's greedy caption, the text so far after each new token."""
+        batch = to_model(self.processor(images=[item["image"]], return_tensors="pt"), self.model)
+        yield from stream_generate(
+            self.model, self.processor.tokenizer, batch, max_new_tokens=max_new_tokens, do_sample=False
+        )
 
 
 class BlipCaptioner(Captioner):

@@ -16,6 +16,7 @@ import importlib.util
 import torch
 
 from mmdemo.backends.hf.loading import load_model, load_processor
+from mmdemo.backends.hf.streaming import stream_generate
 from mmdemo.errors import ModelError
 from mmdemo.registry import ModelInfo
 
@@ -67,6 +68,14 @@ class ChatVLM:
         ended = is_eos.int().cumsum(1)  # 0 before the first end token, 1 from it on, more after further ones
         keep = (ended == 0) | ((ended == 1) & is_eos)  # padding after the end is not part of the reply
         return logp.float().masked_fill(~keep, 0).sum(1).exp().tolist()
+
+    def stream(self, item: dict, max_new_tokens: int = 30):
+        """One image's greedy caption, the text so far after each new token."""
+        inputs = self.processor(text=[self.prompt(self.caption_prompt)], images=[item["image"]], return_tensors="pt")
+        inputs = inputs.to(self.device, dtype=self.model.dtype)
+        yield from stream_generate(
+            self.model, self.processor.tokenizer, dict(inputs), max_new_tokens=max_new_tokens, do_sample=False
+        )
 
     def __call__(self, items: list[dict], num_beams: int = 1, max_new_tokens: int = 30, top_k: int = 1) -> list:
         """Captions (items without "question") or one generated answer per question; top_k is unused."""
