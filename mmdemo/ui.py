@@ -17,7 +17,7 @@ from mmdemo.registry import ASSETS, find_model, list_models
 log = logging.getLogger("mmdemo.ui")
 VQA, CAPTION = "visual-question-answering", "image-to-text"
 CLASSIFY, LISTEN = "image-classification", "audio-classification"
-ASR = "automatic-speech-recognition"
+ASR, ZERO_SHOT = "automatic-speech-recognition", "zero-shot-image-classification"
 EXAMPLES = ASSETS / "examples"
 MODEL_CONCURRENCY = 2  # model calls running at once; the rest wait in the queue
 QUEUE_SIZE = 64  # requests waiting beyond that are refused with a "queue full" message
@@ -90,6 +90,15 @@ def classify_image(image: str | None, model: str | None = None, progress=DOWNLOA
     _need(image, "upload an image")
     result, ms = run_model(CLASSIFY, model, image, top_k=5)
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, CLASSIFY, model)
+
+
+def classify_zero_shot(image: str | None, labels: str, model: str | None = None, progress=DOWNLOADS):
+    """Score an image against your own comma-separated labels: the top 5 and the latency."""
+    _need(image, "upload an image")
+    candidates = [label.strip() for label in (labels or "").split(",") if label.strip()]
+    _need(candidates, "type the labels to choose from, separated by commas,")
+    result, ms = run_model(ZERO_SHOT, model, image, candidate_labels=candidates, top_k=5)
+    return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, ZERO_SHOT, model)
 
 
 def classify_audio(audio: str | None, model: str | None = None, progress=DOWNLOADS):
@@ -203,6 +212,12 @@ def _classify_tab() -> None:
     examples = [[e["image"]] for e in _examples("photos")] + one_shape
     gr.Examples(examples, inputs=[image], label="Examples: photos and one-shape scenes", examples_per_page=6)
     _wire(go, classify_image, [image, model], [labels, info], "classify_image")
+    if list_models(ZERO_SHOT):
+        with gr.Accordion("Or classify with your own labels (zero-shot, CLIP/SigLIP from the hub)", open=False):
+            candidates = gr.Textbox(label="Labels, comma-separated", placeholder="a cat, a dog, a cup of coffee")
+            zero_model = _model_picker(ZERO_SHOT)
+            zero_go = gr.Button("Classify with these labels")
+        _wire(zero_go, classify_zero_shot, [image, candidates, zero_model], [labels, info], "classify_zero_shot")
 
 
 def _listen_tab() -> None:

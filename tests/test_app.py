@@ -298,3 +298,16 @@ def test_compare_needs_two_to_four_models(client, example_image):
         client.predict(
             "visual-question-answering", handle_file(str(example_image)), QUESTION, [TEST_MODEL], api_name="/compare"
         )
+
+
+def test_zero_shot_without_the_hub_says_how_to_get_the_model(client, example_image):
+    with pytest.raises(Exception) as e:
+        client.predict(handle_file(str(example_image)), "a circle, a square", None, api_name="/classify_zero_shot")
+    assert "mmdemo download" in str(e.value)  # offline: no zero-shot model is bundled
+    assert_user_message(str(e.value))
+    assert_answered(ask(client, handle_file(str(example_image)), QUESTION))
+
+
+def test_zero_shot_needs_labels(client, example_image):
+    with pytest.raises(Exception, match="(?i)label"):
+        client.predict(handle_file(str(example_image)), " , ", None, api_name="/classify_zero_shot")
