@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SLOW = os.environ.get("MMDEMO_SLOW") == "1"  # run the `slow` tests: real hub checkpoints, with network
+if not SLOW:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +109,16 @@ def speak(tmp_path_factory):
         return write_wav(path, rate, np.concatenate([np.zeros(int(LEAD_IN_S * rate), np.int16), samples]))
 
     return speak
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests run with MMDEMO_SLOW=1 (they download real checkpoints); `gpu` tests where CUDA is."""
+    import torch
+
+    for item in items:
+        if "slow" in item.keywords and not SLOW:
+            item.add_marker(
+                pytest.mark.skip(reason="real hub checkpoints: set MMDEMO_SLOW=1 where the hub is reachable")
+            )
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
