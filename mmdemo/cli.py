@@ -25,7 +25,7 @@ def _models(args) -> None:
     for m in list_models(args.task):
         default = f"  [default: {', '.join(m.default_for)}]" if m.default_for else ""
         where = "offline" if m.offline else "hub"
-        print(f"{m.name:28} {','.join(m.tasks):32} {m.backend:8} {where:7} {m.size:>8}{default}")
+        print(f"{m.name:28} {','.join(m.tasks):41} {m.backend:17} {where:7} {m.size:>8}  {m.license}{default}")
 
 
 def _train(args) -> None:
