@@ -22,14 +22,14 @@ from tqdm import tqdm
 from mmdemo.data import scenes
 from mmdemo.device import resolve_device
 from mmdemo.models.captioner import CAPTIONER_PRESETS, Captioner, CaptionerConfig
-from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.models.text import BOS, EOS, PAD, UNK, build_tokenizer, words_of
 from mmdemo.pipelines import pipeline
 from mmdemo.recipes.common import (
-    OPTIMIZERS,
     RAW,
     Optimization,
     add_eval_args,
+    add_train_args,
+    save_epoch,
     single_request_ms,
     write_report,
 )
@@ -45,11 +45,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=10_000, help="scenes generated per epoch")
     p.add_argument("--epochs", type=int, default=12, help="epochs, each on new scenes")
     p.add_argument("--batch-size", type=int, default=64, help="scenes per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, then cosine decay)")
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
     p.add_argument("--seed", type=int, default=scenes.TRAIN_SEED, help="seed of the first epoch's scenes and weights")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
-    p.add_argument("--out", default="runs/captioner", help="checkpoint folder (written after every epoch)")
+    add_train_args(p, "runs/captioner")
     return p
 
 
@@ -90,7 +87,7 @@ def train(argv: list[str] | None = None) -> dict:
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
         report = {"epochs": epoch + 1, "final_loss": loss.item(), "train_seconds": time.perf_counter() - start}
-        save_checkpoint(model.eval(), args.out, tokenizer, {"training": {**vars(args), **report}})
+        save_epoch(model, args, report, tokenizer)
     bar.close()
     print(json.dumps(report))
     return report

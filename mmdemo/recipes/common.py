@@ -35,6 +35,21 @@ class Optimization:
         self.sched.step()
 
 
+def add_train_args(p: argparse.ArgumentParser, out: str) -> None:
+    """The flags every `mmdemo train` recipe takes besides its own."""
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, then cosine decay)")
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)")
+    p.add_argument("--out", default=out, help="checkpoint folder (written after every epoch)")
+
+
+def save_epoch(model: torch.nn.Module, args: argparse.Namespace, report: dict, tokenizer=None) -> None:
+    """The checkpoint after an epoch, with the arguments and the report so far in its config.json."""
+    from mmdemo.models.checkpoint import save_checkpoint
+
+    save_checkpoint(model.eval(), args.out, tokenizer, {"training": {**vars(args), **report}})
+
+
 def add_eval_args(p: argparse.ArgumentParser, model: str | None, batch_size: int, latency_samples: int) -> None:
     """The flags every `mmdemo eval` recipe takes."""
     p.add_argument("--model", default=model, help="catalog name or checkpoint folder (default: the task's default)")

@@ -18,15 +18,15 @@ from tqdm import tqdm
 
 from mmdemo.data import scenes
 from mmdemo.device import resolve_device
-from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.models.image_classifier import IMAGE_CLASSIFIER_PRESETS, ImageClassifier, ImageClassifierConfig
 from mmdemo.pipelines import pipeline
 from mmdemo.recipes.common import (
-    OPTIMIZERS,
     RAW,
     Optimization,
     add_eval_args,
+    add_train_args,
     label_metrics,
+    save_epoch,
     single_request_ms,
     write_report,
 )
@@ -47,11 +47,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=5_000, help="scenes generated per epoch")
     p.add_argument("--epochs", type=int, default=4, help="epochs, each on new scenes")
     p.add_argument("--batch-size", type=int, default=64, help="scenes per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, then cosine decay)")
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
     p.add_argument("--seed", type=int, default=scenes.TRAIN_SEED, help="seed of the first epoch's scenes and weights")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: best available)")
-    p.add_argument("--out", default="runs/scene-classifier", help="checkpoint folder (written after every epoch)")
+    add_train_args(p, "runs/scene-classifier")
     return p
 
 
@@ -78,7 +75,7 @@ def train(argv: list[str] | None = None) -> dict:
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", acc=f"{correct / seen:.4f}")
         report = {"epochs": epoch + 1, "train_accuracy": correct / seen, "train_seconds": time.perf_counter() - start}
-        save_checkpoint(model.eval(), args.out, extra={"training": {**vars(args), **report}})
+        save_epoch(model, args, report)
     bar.close()
     print(json.dumps(report))
     return report

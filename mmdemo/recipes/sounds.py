@@ -20,14 +20,14 @@ from tqdm import tqdm
 from mmdemo.data import sounds
 from mmdemo.device import resolve_device
 from mmdemo.models.audio_classifier import PRESETS, AudioClassifier, AudioClassifierConfig
-from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.pipelines import pipeline
 from mmdemo.recipes.common import (
-    OPTIMIZERS,
     RAW,
     Optimization,
     add_eval_args,
+    add_train_args,
     label_metrics,
+    save_epoch,
     single_request_ms,
     write_report,
 )
@@ -45,11 +45,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the training clips, the weights and shuffling")
     p.add_argument("--epochs", type=int, default=4, help="passes over the training clips")
     p.add_argument("--batch-size", type=int, default=64, help="clips per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, then cosine decay)")
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
     p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)")
-    p.add_argument("--out", default="runs/sounds", help="checkpoint folder (written after every epoch)")
+    add_train_args(p, "runs/sounds")
     return p
 
 
@@ -91,7 +88,7 @@ def train(argv: list[str] | None = None) -> dict:
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", acc=f"{correct / seen:.4f}")
         report = {"epochs": epoch + 1, "train_accuracy": correct / seen, "train_seconds": time.perf_counter() - start}
-        save_checkpoint(model.eval(), args.out, extra={"training": {**vars(args), **report}})
+        save_epoch(model, args, report)
     bar.close()
     print(json.dumps(report))
     return report

@@ -16,16 +16,16 @@ from tqdm import tqdm
 from mmdemo.data import easyvqa
 from mmdemo.device import resolve_device
 from mmdemo.models import PRESETS, VQAConfig, VQAModel
-from mmdemo.models.checkpoint import save_checkpoint
 from mmdemo.models.fusion import FUSIONS
 from mmdemo.models.text import build_tokenizer, encode_batch
 from mmdemo.pipelines import pipeline
 from mmdemo.recipes.common import (
-    OPTIMIZERS,
     RAW,
     Optimization,
     add_eval_args,
+    add_train_args,
     label_metrics,
+    save_epoch,
     single_request_ms,
     write_report,
 )
@@ -42,13 +42,10 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--rnn", default="gru", choices=["gru", "lstm"], help="question encoder")
     p.add_argument("--epochs", type=int, default=8, help="passes over the training images")
     p.add_argument("--batch-size", type=int, default=32, help="images per step (with all their questions)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warm-up, then cosine decay)")
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
     p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling, augmentation)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N questions only (smoke runs)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)")
-    p.add_argument("--out", default="runs/vqa", help="checkpoint folder (written after every epoch)")
+    add_train_args(p, "runs/vqa")
     return p
 
 
@@ -106,7 +103,7 @@ def train(argv: list[str] | None = None) -> dict:
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", acc=f"{correct / seen:.4f}")
         report = {"epochs": epoch + 1, "train_accuracy": correct / seen, "train_seconds": time.perf_counter() - start}
-        save_checkpoint(model.eval(), args.out, tokenizer, {"training": {**vars(args), **report}})
+        save_epoch(model, args, report, tokenizer)
     bar.close()
     print(json.dumps(report))
     return report
