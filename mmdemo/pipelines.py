@@ -27,6 +27,25 @@ class Pipeline:
     def __init__(self, info: ModelInfo, backend: Backend):
         self.info, self.backend = info, backend
 
+    @property
+    def streams(self) -> bool:
+        """Whether `stream()` gives the text as it is generated (else it gives the whole text once)."""
+        return hasattr(self.backend, "stream")
+
+    def _stream(self, item: dict, whole, **options):
+        """One item's text so far after each piece the backend generates, or `whole()` once when it cannot
+        stream. Closing the iterator stops the model."""
+        self.backend.validate(item)
+        if not self.streams:
+            yield whole()
+            return
+        empty = True
+        for text in self.backend.stream(item, **options):
+            empty = False
+            yield text
+        if empty:  # nothing generated (no speech heard, say): still one result
+            yield ""
+
     def run(self, items: list[dict], **params) -> list:
         """Check every item (before any model call), then run them in batches."""
         for n, item in enumerate(items):
@@ -88,6 +107,13 @@ class VisualQuestionAnsweringPipeline(Pipeline):
                 items.append({"image": load_image(im), "question": clean_question(q)})
         results = self.run(items, top_k=top_k)
         return results[0] if single else results
+
+    def stream(self, image, question, max_new_tokens: int = 30):
+        """One image's answer as it is generated, the text so far after each new piece (generative models such
+        as chat VLMs; others give their best answer once). Closing the iterator stops the model."""
+        _check_count("max_new_tokens", max_new_tokens)
+        item = {"image": load_image(image), "question": clean_question(question)}
+        yield from self._stream(item, lambda: self.run([item], top_k=1)[0][0]["answer"], max_new_tokens=max_new_tokens)
 
 
 def _image_items(image) -> tuple[list[dict], bool]:
@@ -152,9 +178,8 @@ class ImageToTextPipeline(Pipeline):
 
     def __call__(self, image, num_beams: int = 3, max_new_tokens: int = 30):
         """An image or a list of them -> [{"generated_text": str}] (a list of those for a list)."""
-        for name, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-                raise InputError(f"{name} must be a whole number from 1 to 100, got {value!r}.")
+        _check_count("num_beams", num_beams)
+        _check_count("max_new_tokens", max_new_tokens)
         items, single = _image_items(image)
         results = self.run(items, num_beams=num_beams, max_new_tokens=max_new_tokens) if items else []
         return results[0] if single else results
@@ -162,16 +187,20 @@ class ImageToTextPipeline(Pipeline):
     def stream(self, image, max_new_tokens: int = 30):
         """One image's greedy caption as it is generated: the text so far, after each new piece.
         Closing the iterator stops the model. Backends that cannot stream give the whole caption once."""
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 100:
-            raise InputError(f"max_new_tokens must be a whole number from 1 to 100, got {max_new_tokens!r}.")
+        _check_count("max_new_tokens", max_new_tokens)
         items, single = _image_items(image)
         if not single:
             raise InputError("stream takes one image; call the pipeline for a list.")
-        stream = getattr(self.backend, "stream", None)
-        if stream is None:
-            yield self.run(items, num_beams=1, max_new_tokens=max_new_tokens)[0][0]["generated_text"]
-            return
-        yield from stream(items[0], max_new_tokens=max_new_tokens)
+        yield from self._stream(
+            items[0],
+            lambda: self.run(items, num_beams=1, max_new_tokens=max_new_tokens)[0][0]["generated_text"],
+            max_new_tokens=max_new_tokens,
+        )
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise InputError(f"{name} must be a whole number from 1 to 100, got {value!r}.")
 
 
 class AudioClassificationPipeline(Pipeline):
@@ -215,6 +244,15 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                 items.append({"audio": load_audio(clip, self.sampling_rate, self.max_seconds)})
         results = self.run(items) if items else []
         return results[0] if single else results
+
+    def stream(self, audio):
+        """One clip's transcript as it is decoded, the text so far after each new piece (a token or a segment).
+        Closing the iterator stops the model."""
+        clips, single = _audio_list(audio)
+        if not single:
+            raise InputError("stream takes one clip; call the pipeline for a list.")
+        item = {"audio": load_audio(clips[0], self.sampling_rate, self.max_seconds)}
+        yield from self._stream(item, lambda: self.run([item])[0]["text"])
 
 
 PIPELINES = {

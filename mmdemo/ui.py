@@ -65,10 +65,20 @@ def _info(headline: str, ms: float, task: str, model: str | None) -> str:
 
 
 def answer(image: str | None, question: str, model: str | None = None, progress=DOWNLOADS):
-    """Ask a question about an image: the top-5 answers with their confidences, and the latency."""
+    """Ask a question about an image: the top-5 answers with their confidences (a generative model's answer
+    streams in as it is written), and the latency."""
     _need(image, "upload an image")
+    start = time.perf_counter()
+    with user_errors(VQA, model):
+        pipe = mmdemo.pipeline(VQA, model=model or None)
+        if pipe.streams:
+            text = ""
+            for text in pipe.stream(image, question):
+                yield text, "writing…"
+            yield text, _info(text, (time.perf_counter() - start) * 1000, VQA, model)
+            return
     result, ms = run_model(VQA, model, image, question, top_k=5)
-    return {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
+    yield {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
 
 
 def caption(image: str | None, model: str | None = None, num_beams: int = 1, progress=DOWNLOADS):
@@ -108,11 +118,11 @@ def classify_audio(audio: str | None, model: str | None = None, progress=DOWNLOA
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, LISTEN, model)
 
 
-def transcribe(audio: str | None, model: str | None = None, progress=DOWNLOADS) -> str:
-    """Speech to text: the transcript of a recorded or uploaded question."""
+def transcribe(audio: str | None, model: str | None = None, progress=DOWNLOADS):
+    """Speech to text: the transcript of a recorded or uploaded question, streamed as it is decoded."""
     _need(audio, "record or upload your question")
-    result, _ = run_model(ASR, model, audio)
-    return result["text"]
+    with user_errors(ASR, model):
+        yield from mmdemo.pipeline(ASR, model=model or None).stream(audio)
 
 
 def _image_input() -> gr.Image:
@@ -144,25 +154,36 @@ def _ask_tab() -> None:
             )
             spoken = _spoken_question() if list_models(ASR) else None
             model = _model_picker(VQA)
-            ask = gr.Button("Ask", variant="primary")
+            with gr.Row():
+                ask = gr.Button("Ask", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
         with gr.Column():
             answers = gr.Label(num_top_classes=5, label="Answer (top 5)")
             info = gr.Markdown()
     examples = [[e["image"], e["question"]] for e in _examples("easy-vqa")]
     gr.Examples(examples, inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6)
-    _wire(ask, answer, [image, question, model], [answers, info], "answer")
-    question.submit(answer, [image, question, model], [answers, info], api_name=False, concurrency_id="model")
+    events = [
+        _wire(ask, answer, [image, question, model], [answers, info], "answer"),
+        question.submit(answer, [image, question, model], [answers, info], api_name=False, concurrency_id="model"),
+    ]
     if spoken:
         audio, asr_model = spoken
         # the transcript lands in the question box, where it can be edited, and the answer follows
-        gr.on(
+        heard = gr.on(
             [audio.stop_recording, audio.upload],
             transcribe,
             [audio, asr_model],
             [question],
             api_name="transcribe",
             concurrency_id="model",
-        ).success(_answer_if_image, [image, question, model], [answers, info], api_name=False, concurrency_id="model")
+        )
+        events += [
+            heard,
+            heard.success(
+                _answer_if_image, [image, question, model], [answers, info], api_name=False, concurrency_id="model"
+            ),
+        ]
+    stop.click(None, cancels=events, api_name=False)  # closing a stream stops the model and frees its slot
 
 
 def _spoken_question() -> tuple[gr.Audio, gr.Dropdown]:
@@ -174,7 +195,10 @@ def _spoken_question() -> tuple[gr.Audio, gr.Dropdown]:
 
 def _answer_if_image(image: str | None, question: str, model: str | None = None):
     """After a transcript: answer when there is an image to answer about, else leave the outputs as they are."""
-    return answer(image, question, model) if image else (gr.skip(), gr.skip())
+    if image:
+        yield from answer(image, question, model)
+    else:
+        yield gr.skip(), gr.skip()
 
 
 def _caption_tab() -> None:

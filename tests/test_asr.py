@@ -138,3 +138,10 @@ def test_import_mmdemo_leaves_the_speech_runtime_unloaded():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_transcript_streams_segment_by_segment(speak, asr, heard):
+    assert asr.streams
+    parts = list(asr.stream(str(speak(SENTENCE))))
+    assert parts and parts[-1] == heard[SENTENCE]
+    assert list(asr.stream(str(speak(QUESTIONS[0]))))[-1] == heard[QUESTIONS[0]]

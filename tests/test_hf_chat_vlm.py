@@ -3,6 +3,7 @@
 Its batched, left-padded results must equal plain transformers usage one input at a time.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -184,3 +185,29 @@ def test_streamed_caption_is_the_greedy_caption(tiny_smolvlm, tmp_path, monkeypa
     image = _images()[0]
     parts = list(captioner.stream(image, max_new_tokens=6))
     assert parts[-1] == captioner(image, num_beams=1, max_new_tokens=6)[0]["generated_text"]
+
+
+def test_streamed_answer_is_the_generated_answer(tiny_smolvlm, tmp_path, monkeypatch):
+    _catalog(tmp_path, monkeypatch, tiny_smolvlm, "tiny-smolvlm-stream-vqa")
+    vqa = mmdemo.pipeline("visual-question-answering", model="tiny-smolvlm-stream-vqa", device="cpu")
+    assert vqa.streams
+    image = _images()[1]
+    parts = list(vqa.stream(image, QUESTIONS[1]))  # the defaults: greedy, up to 30 tokens
+    assert len(parts) > 1  # it came in pieces, each extending the text before it
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(parts))
+    assert parts[-1] == vqa(image, QUESTIONS[1])[0]["answer"] == _reference(tiny_smolvlm, image, QUESTIONS[1], 30)[0]
+
+
+def test_the_ask_tab_streams_a_chat_vlm_answer(tiny_smolvlm, tmp_path, monkeypatch):
+    from mmdemo import ui
+
+    _catalog(tmp_path, monkeypatch, tiny_smolvlm, "tiny-smolvlm-ui")
+    path = tmp_path / "image.png"
+    _images()[1].save(path)
+    shown = list(ui.answer(str(path), QUESTIONS[1], "tiny-smolvlm-ui"))
+    assert len(shown) > 2 and all(info == "writing…" for _, info in shown[:-1])
+    text, info = shown[-1]
+    assert (
+        text == mmdemo.pipeline("visual-question-answering", model="tiny-smolvlm-ui")(path, QUESTIONS[1])[0]["answer"]
+    )
+    assert "tiny-smolvlm-ui" in info and " ms" in info

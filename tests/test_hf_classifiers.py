@@ -2,6 +2,7 @@
 architectures, built here and saved like hub checkpoints. Each runs through a user catalog and mmdemo.pipeline,
 batched, and must agree with plain transformers usage one input at a time."""
 
+import itertools
 import json
 
 import numpy as np
@@ -226,3 +227,15 @@ def test_whisper_matches_transformers(tiny):
         assert result == {"text": processor.batch_decode(ids, skip_special_tokens=True)[0].strip()}
         assert result["text"]  # the tiny model says words (see build_whisper), so the comparison means something
     assert run("whisper", (RATE, clips()[1])) == got[1]
+
+
+def test_whisper_streams_its_transcript(tiny):
+    asr = mmdemo.pipeline("automatic-speech-recognition", model="test-hf-whisper", device="cpu")
+    assert asr.streams
+    clip = {"array": clips()[0], "sampling_rate": RATE}
+    parts = list(asr.stream(clip))
+    assert len(parts) > 1
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(parts))
+    assert parts[-1] == asr(clip)["text"]
+    with pytest.raises(InputError, match="one clip"):
+        list(asr.stream([clip, clip]))

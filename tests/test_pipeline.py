@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUESTION, VQA
+from conftest import EXAMPLES, QUESTION, VQA
 from PIL import Image
 
 import mmdemo
@@ -214,3 +214,12 @@ def test_a_rejected_item_stops_the_batch_before_any_model_call(tiny_vqa, example
     assert calls == []
     tiny_vqa(str(example_image), QUESTION)
     assert calls == [1]
+
+
+def test_a_model_that_cannot_stream_gives_its_best_answer_once():
+    vqa = mmdemo.pipeline("visual-question-answering")
+    assert not vqa.streams  # the bundled model classifies among the answers it knows
+    image, question = EXAMPLES / "5.png", "what shape is in the image?"
+    assert list(vqa.stream(image, question)) == [vqa(image, question, top_k=1)[0]["answer"]]
+    with pytest.raises(mmdemo.InputError):
+        list(vqa.stream(image, ""))

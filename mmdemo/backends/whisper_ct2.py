@@ -94,6 +94,18 @@ class WhisperCT2:
     def transcribe(self, audio: np.ndarray) -> str:
         """(n,) float32 at 16 kHz -> the text; "" when the model hears no speech (faster-whisper drops a window
         whose no-speech probability is over 0.6 and mean token log-probability under -1: noise would be "you")."""
+        return "".join(s.text for s in self.segments(audio)).strip()
+
+    def stream(self, item: dict):
+        """The transcript so far after each segment: faster-whisper decodes segments lazily, one per iteration,
+        so closing this iterator stops the work."""
+        text = ""
+        for segment in self.segments(item["audio"]):
+            text += segment.text
+            yield text.strip()
+
+    def segments(self, audio: np.ndarray):
+        """faster-whisper's lazy segment generator for one clip."""
         segments, _ = self.model.transcribe(
             audio,
             language=LANGUAGE,
@@ -102,4 +114,4 @@ class WhisperCT2:
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        return "".join(s.text for s in segments).strip()
+        return segments

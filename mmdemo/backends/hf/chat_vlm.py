@@ -70,8 +70,9 @@ class ChatVLM:
         return logp.float().masked_fill(~keep, 0).sum(1).exp().tolist()
 
     def stream(self, item: dict, max_new_tokens: int = 30):
-        """One image's greedy caption, the text so far after each new token."""
-        inputs = self.processor(text=[self.prompt(self.caption_prompt)], images=[item["image"]], return_tensors="pt")
+        """One image's greedy caption, or its answer when the item has a question: the text so far after each token."""
+        text = self.question_prompt.format(question=item["question"]) if "question" in item else self.caption_prompt
+        inputs = self.processor(text=[self.prompt(text)], images=[item["image"]], return_tensors="pt")
         inputs = inputs.to(self.device, dtype=self.model.dtype)
         yield from stream_generate(
             self.model, self.processor.tokenizer, dict(inputs), max_new_tokens=max_new_tokens, do_sample=False

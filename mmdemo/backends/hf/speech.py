@@ -10,6 +10,7 @@ from mmdemo.errors import InputError
 from mmdemo.registry import ModelInfo
 
 from .loading import load_model, load_processor
+from .streaming import stream_generate
 
 LANGUAGE = "en"  # multilingual checkpoints are told the language; English-only (.en) ones take no language token
 
@@ -32,17 +33,22 @@ class HFWhisper:
         if not (isinstance(audio, np.ndarray) and audio.ndim == 1 and len(audio)):
             raise InputError("Expected mono audio with at least one sample.")
 
+    def features(self, items: list[dict]) -> torch.Tensor:
+        """(B, mels, frames) log-mel windows on the model's device; items are at SAMPLE_RATE unless they say so."""
+        clips = [resample(it["audio"], it.get("sampling_rate", SAMPLE_RATE), self.rate) for it in items]
+        features = self.processor(clips, sampling_rate=self.rate, return_tensors="pt")["input_features"]
+        return features.to(self.device, self.model.dtype)
+
     @torch.inference_mode()
     def __call__(self, items: list[dict]) -> list[dict]:
-        # the pipeline's items are at SAMPLE_RATE unless they say otherwise
-        clips = [resample(it["audio"], it.get("sampling_rate", SAMPLE_RATE), self.rate) for it in items]
-        features = self.processor(clips, sampling_rate=self.rate, return_tensors="pt")["input_features"]  # (B, mels, T)
         ids = self.model.generate(
-            features.to(self.device, self.model.dtype),
-            num_beams=1,
-            do_sample=False,
-            max_new_tokens=self.max_new_tokens,
-            **self.options,
+            self.features(items), num_beams=1, do_sample=False, max_new_tokens=self.max_new_tokens, **self.options
         )
         texts = self.processor.batch_decode(ids, skip_special_tokens=True)
         return [{"text": text.strip()} for text in texts]
+
+    def stream(self, item: dict):
+        """One clip's transcript, the text so far after each new token (closing the iterator stops the model)."""
+        inputs = {"input_features": self.features([item])}
+        options = {"num_beams": 1, "do_sample": False, "max_new_tokens": self.max_new_tokens, **self.options}
+        yield from stream_generate(self.model, self.processor.tokenizer, inputs, **options)
