@@ -1,8 +1,11 @@
-"""The `mmdemo` command: serve, models, train, eval, predict. Every subcommand has --help."""
+"""The `mmdemo` command: serve, models, train, eval, predict, download, feedback. Every subcommand has --help."""
 
 import argparse
 import os
 import sys
+
+from mmdemo.errors import StoreError
+from mmdemo.feedback import FORMATS as FEEDBACK_FORMATS  # mmdemo.feedback imports SQLAlchemy only when used
 
 
 def _serve(args) -> None:
@@ -64,6 +67,53 @@ def _download(args) -> None:
         print(f"{name}: {info.hub_id}@{info.revision or 'main'} -> {path}")
 
 
+def _feedback_store(db: str | None):
+    """The feedback store at `db` (None: env MMDEMO_FEEDBACK_DB, else the default file), which must exist."""
+    from mmdemo.feedback import open_store
+    from mmdemo.feedback.store import database_url
+
+    url = database_url(db)
+    if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
+        raise ValueError(f"no feedback database at {url.removeprefix('sqlite:///')} (give one with --db)")
+    return open_store(url, pool_size=1)
+
+
+def _feedback_export(args) -> None:
+    from mmdemo.feedback import export
+
+    with _feedback_store(args.db) as store:
+        n = export(store, args.out, args.format, task=args.task, model=args.model, push_to_hub=args.push_to_hub)
+    pushed = f", pushed to {args.push_to_hub}" if args.push_to_hub else ""
+    print(f"{n} feedback rows -> {args.out} ({args.format}{pushed})")
+
+
+def _feedback_stats(args) -> None:
+    with _feedback_store(args.db) as store:
+        total, summary = store.count(), store.summary()
+    print(f"{total} feedback rows")
+    print(f"{'task':28} {'model':36} {'rows':>6} {'👍':>5} {'👎':>5} {'👍-rate':>8}")
+    for s in summary:
+        rate = "-" if s["up_rate"] is None else f"{s['up_rate']:.0%}"
+        print(f"{s['task']:28} {s['model'] or '-':36} {s['n']:6} {s['up']:5} {s['down']:5} {rate:>8}")
+
+
+def add_feedback_parsers(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="feedback_command", required=True)
+    db_help = "database path or URL: sqlite:///..., postgresql://... (default: env MMDEMO_FEEDBACK_DB, else "
+    db_help += "~/.local/share/mmdemo/feedback.db)"
+    s = sub.add_parser("export", help="write the feedback rows and their media to CSV, JSONL, Parquet or datasets")
+    s.add_argument("--format", required=True, choices=FEEDBACK_FORMATS, help="csv, jsonl, parquet or datasets")
+    s.add_argument("--out", required=True, help="output file (a folder for datasets); media go to <out stem>_media/")
+    s.add_argument("--db", default=None, help=db_help)
+    s.add_argument("--task", default=None, help="only rows of this task")
+    s.add_argument("--model", default=None, help="only rows of this model")
+    s.add_argument("--push-to-hub", default=None, metavar="REPO", help="also push a datasets export to this hub repo")
+    s.set_defaults(func=_feedback_export)
+    s = sub.add_parser("stats", help="rows, 👍 and 👎 per task and model")
+    s.add_argument("--db", default=None, help=db_help)
+    s.set_defaults(func=_feedback_stats)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdemo", description="An interactive demo for multimodal models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("download", help="pre-fetch hub models into the Hugging Face cache (Docker images, Spaces)")
     s.add_argument("names", nargs="+", help="catalog names of hub models")
     s.set_defaults(func=_download)
+
+    s = sub.add_parser("feedback", help="export or summarise the testers' feedback (see `mmdemo feedback --help`)")
+    add_feedback_parsers(s)
     return parser
 
 
@@ -105,5 +158,5 @@ def main(argv: list[str] | None = None) -> None:
         args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ValueError as e:  # unknown task or model: the message lists what exists
+    except (ValueError, StoreError) as e:  # unknown task or model: the message lists what exists
         sys.exit(f"mmdemo: {e}")

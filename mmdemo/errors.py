@@ -7,3 +7,7 @@ class InputError(ValueError):
 
 class ModelError(RuntimeError):
     """A model could not serve a valid request (out of memory ...): the message says what to try."""
+
+
+class StoreError(RuntimeError):
+    """The feedback store could not save or read (database down, disk full ...): the message says to try again."""

@@ -118,3 +118,29 @@ def _hub_answers() -> bool:
         return True
     except OSError:
         return False
+
+
+@functools.cache
+def revision_of(info: ModelInfo) -> str:
+    """Which weights a model's outputs come from: its pinned hub commit, else a digest of its checkpoint folder's
+    files ("sha256:" and 16 hex digits), else the version of the package its weights install from."""
+    if info.revision:
+        return info.revision
+    if info.path and Path(info.path).is_dir():
+        import hashlib
+
+        digest = hashlib.sha256()
+        for file in sorted(p for p in Path(info.path).rglob("*") if p.is_file()):
+            digest.update(file.relative_to(info.path).as_posix().encode() + b"\0" + file.read_bytes())
+        return "sha256:" + digest.hexdigest()[:16]
+    if info.hub_id:
+        return "main"
+    package = info.extra.get("weights_package")
+    if package:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"{package}=={version(package)}"
+        except PackageNotFoundError:
+            return f"{package} (not installed)"
+    return "unknown"

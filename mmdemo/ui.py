@@ -1,18 +1,25 @@
 """The Gradio web UI. The only module of mmdemo that imports gradio; it runs models only through
 `mmdemo.pipeline` and never imports torch."""
 
+import hmac
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import gradio as gr
 
 import mmdemo
+from mmdemo import feedback
+from mmdemo.feedback.recent import RecentResults
 from mmdemo.inputs import MAX_QUESTION_CHARS
-from mmdemo.registry import ASSETS, find_model, list_models
+from mmdemo.registry import ASSETS, TASKS, find_model, list_models, revision_of
 
 log = logging.getLogger("mmdemo.ui")
 VQA, CAPTION = "visual-question-answering", "image-to-text"
@@ -26,7 +33,7 @@ DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its do
 
 
 @contextmanager
-def user_errors(task: str, model: str | None):
+def user_errors(task: str, model: str | None, failure: str = "The model failed on this input"):
     """Every failure inside becomes a gr.Error a user can read; unexpected ones are logged with an id."""
     try:
         yield
@@ -35,7 +42,75 @@ def user_errors(task: str, model: str | None):
     except Exception:
         request = uuid.uuid4().hex[:8]
         log.exception("request %s: %s with %s failed", request, task, model)
-        raise gr.Error(f"The model failed on this input (request {request}). Please try again.") from None
+        raise gr.Error(f"{failure} (request {request}). Please try again.") from None
+
+
+# --- feedback: what each session was shown is kept here, server-side; testers rate it by its tab ("slot") ---
+RECENT = RecentResults()
+PASSWORD_ENV = "MMDEMO_FEEDBACK_PASSWORD"  # the Feedback (review) tab opens with this password; unset: no tab
+_store, _store_lock = None, threading.Lock()
+
+
+def feedback_store():
+    """The feedback store (env MMDEMO_FEEDBACK_DB: a SQLite path or a PostgreSQL URL), opened once."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = feedback.open_store()
+        return _store
+
+
+def _remember(request: gr.Request | None, slot: str, task: str, model: str | None, output, **details) -> None:
+    """Keep what this session is now shown in `slot`, as produced here, for its feedback."""
+    if request is None or not request.session_hash:  # called from Python, not through the app
+        return
+    info = find_model(task, model or None)
+    RECENT.remember(
+        request.session_hash,
+        slot,
+        {
+            "task": task,
+            "model": info.name,
+            "revision": revision_of(info),
+            "output": output,
+            "app_version": mmdemo.__version__,
+            **details,
+        },
+    )
+
+
+def _forget(request: gr.Request | None, slot: str) -> None:
+    """A new run has started in `slot`: until it finishes there is nothing there to rate."""
+    if request is not None and request.session_hash:
+        RECENT.forget(request.session_hash, slot)
+
+
+RATINGS = {"👍": 1, "up": 1, "+1": 1, "1": 1, "👎": -1, "down": -1, "-1": -1}
+
+
+def send_feedback(
+    slot: str, rating: str | None, comment: str, correction: str, tester: str, request: gr.Request
+) -> str:
+    """Rate what this session was last shown in a tab: slot "ask", "caption", "classify", "listen" or
+    "compare:MODEL"; rating "👍" or "👎" (or "up"/"down", or empty); an optional comment, corrected answer and
+    tester name. Sending again for the same result updates its feedback (a changed vote, a retry)."""
+    record = RECENT.get(request.session_hash, slot) if request is not None and request.session_hash else None
+    if record is None:
+        raise gr.Error("There is no finished result here to rate yet: run the model first.", title="Nothing to rate")
+    if rating not in (None, "") and str(rating).strip() not in RATINGS:
+        raise gr.Error("Rating must be 👍 or 👎.", title="Please check the feedback")
+    media = record.pop("media", None)
+    record.update(
+        session=request.session_hash,
+        rating=RATINGS.get(str(rating).strip()) if rating else None,
+        comment=(comment or "").strip() or None,
+        correction=(correction or "").strip() or None,
+        tester=(tester or "").strip() or None,
+    )
+    with user_errors("feedback", record["model"], failure="Your feedback could not be saved"):
+        row = feedback_store().submit(record, media=media if media and Path(media).is_file() else None)
+    vote = {1: "👍", -1: "👎"}.get(row["rating"], "feedback")
+    return f"Saved {vote} (#{row['id']}). Thank you!"
 
 
 def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, float]:
@@ -64,10 +139,11 @@ def _info(headline: str, ms: float, task: str, model: str | None) -> str:
     return f"**{headline}** · {ms:.1f} ms · `{model or find_model(task, None).name}`"
 
 
-def answer(image: str | None, question: str, model: str | None = None, progress=DOWNLOADS):
+def answer(image: str | None, question: str, model: str | None = None, request: gr.Request = None, progress=DOWNLOADS):
     """Ask a question about an image: the top-5 answers with their confidences (a generative model's answer
     streams in as it is written), and the latency."""
     _need(image, "upload an image")
+    _forget(request, "ask")
     start = time.perf_counter()
     with user_errors(VQA, model):
         pipe = mmdemo.pipeline(VQA, model=model or None)
@@ -75,46 +151,63 @@ def answer(image: str | None, question: str, model: str | None = None, progress=
             text = ""
             for text in pipe.stream(image, question):
                 yield text, "writing…"
+            _remember(request, "ask", VQA, model, [{"answer": text}], question=question, media=image, params={})
             yield text, _info(text, (time.perf_counter() - start) * 1000, VQA, model)
             return
     result, ms = run_model(VQA, model, image, question, top_k=5)
+    _remember(request, "ask", VQA, model, result, question=question, media=image, params={"top_k": 5})
     yield {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
 
 
-def caption(image: str | None, model: str | None = None, num_beams: int = 1, progress=DOWNLOADS):
+def caption(
+    image: str | None, model: str | None = None, num_beams: int = 1, request: gr.Request = None, progress=DOWNLOADS
+):
     """Describe an image: the caption (streamed as it is written when greedy) and the latency."""
     _need(image, "upload an image")
+    _forget(request, "caption")
+    params = {"num_beams": int(num_beams), "max_new_tokens": 30}
     if int(num_beams) > 1:  # beam search finishes every beam before it knows the best: nothing to stream
-        result, ms = run_model(CAPTION, model, image, num_beams=int(num_beams))
+        result, ms = run_model(CAPTION, model, image, **params)
+        _remember(request, "caption", CAPTION, model, result, media=image, params=params)
         yield result[0]["generated_text"], _info("caption", ms, CAPTION, model)
         return
     start, text = time.perf_counter(), ""
     with user_errors(CAPTION, model):
         for text in mmdemo.pipeline(CAPTION, model=model or None).stream(image):
             yield text, "writing…"
+    _remember(request, "caption", CAPTION, model, [{"generated_text": text}], media=image, params=params)
     yield text, _info("caption", (time.perf_counter() - start) * 1000, CAPTION, model)
 
 
-def classify_image(image: str | None, model: str | None = None, progress=DOWNLOADS):
+def classify_image(image: str | None, model: str | None = None, request: gr.Request = None, progress=DOWNLOADS):
     """Classify an image: the top-5 labels with their confidences, and the latency."""
     _need(image, "upload an image")
+    _forget(request, "classify")
     result, ms = run_model(CLASSIFY, model, image, top_k=5)
+    _remember(request, "classify", CLASSIFY, model, result, media=image, params={"top_k": 5})
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, CLASSIFY, model)
 
 
-def classify_zero_shot(image: str | None, labels: str, model: str | None = None, progress=DOWNLOADS):
+def classify_zero_shot(
+    image: str | None, labels: str, model: str | None = None, request: gr.Request = None, progress=DOWNLOADS
+):
     """Score an image against your own comma-separated labels: the top 5 and the latency."""
     _need(image, "upload an image")
+    _forget(request, "classify")
     candidates = [label.strip() for label in (labels or "").split(",") if label.strip()]
     _need(candidates, "type the labels to choose from, separated by commas,")
     result, ms = run_model(ZERO_SHOT, model, image, candidate_labels=candidates, top_k=5)
+    params = {"candidate_labels": candidates, "top_k": 5}
+    _remember(request, "classify", ZERO_SHOT, model, result, media=image, params=params)
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, ZERO_SHOT, model)
 
 
-def classify_audio(audio: str | None, model: str | None = None, progress=DOWNLOADS):
+def classify_audio(audio: str | None, model: str | None = None, request: gr.Request = None, progress=DOWNLOADS):
     """Classify a sound: the top-5 labels with their confidences, and the latency."""
     _need(audio, "record or upload a sound")
+    _forget(request, "listen")
     result, ms = run_model(LISTEN, model, audio, top_k=5)
+    _remember(request, "listen", LISTEN, model, result, media=audio, params={"top_k": 5})
     return {r["label"]: r["score"] for r in result}, _info(result[0]["label"], ms, LISTEN, model)
 
 
@@ -145,7 +238,32 @@ def _examples(folder: str, key: str = "image") -> list[dict]:
     return [{**it, key: str(EXAMPLES / folder / it[key])} for it in items]
 
 
-def _ask_tab() -> None:
+def send_compare_feedback(
+    model: str, rating: str | None, comment: str, correction: str, tester: str, request: gr.Request
+) -> str:
+    """Rate one compared model's result (see send_feedback)."""
+    return send_feedback(f"compare:{model}", rating, comment, correction, tester, request)
+
+
+def _feedback_box(slot: gr.Component, tester: gr.Textbox, clear_on: list, send=send_feedback) -> None:
+    """👍/👎, an optional correction and comment for the result above, stored the moment a vote is clicked (and
+    updated by Send). Cheap events: not queued, so feedback works while the model queue is full."""
+    with gr.Accordion("Rate this result", open=True):
+        with gr.Row():
+            rating = gr.Radio(["👍", "👎"], label="Was it right?", scale=1)
+            correction = gr.Textbox(label="What it should have been (optional)", scale=2, max_length=5_000)
+        comment = gr.Textbox(label="Comment (optional)", max_length=5_000)
+        with gr.Row():
+            button = gr.Button("Send feedback", size="sm", scale=0)
+            ack = gr.Markdown()
+    inputs = [slot, rating, comment, correction, tester]
+    rating.input(send, inputs, ack, queue=False, api_name=False)
+    button.click(send, inputs, ack, queue=False, api_name=False)
+    # a new run starts a new result: its form starts empty
+    gr.on(clear_on, lambda: (None, "", "", ""), None, [rating, comment, correction, ack], queue=False, api_name=False)
+
+
+def _ask_tab(tester: gr.Textbox) -> None:
     with gr.Row():
         with gr.Column():
             image = _image_input()
@@ -160,6 +278,8 @@ def _ask_tab() -> None:
         with gr.Column():
             answers = gr.Label(num_top_classes=5, label="Answer (top 5)")
             info = gr.Markdown()
+            heard = [spoken[0].stop_recording, spoken[0].upload] if spoken else []
+            _feedback_box(gr.State("ask"), tester, [ask.click, question.submit, *heard])
     examples = [[e["image"], e["question"]] for e in _examples("easy-vqa")]
     gr.Examples(examples, inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6)
     events = [
@@ -201,7 +321,7 @@ def _answer_if_image(image: str | None, question: str, model: str | None = None)
         yield gr.skip(), gr.skip()
 
 
-def _caption_tab() -> None:
+def _caption_tab(tester: gr.Textbox) -> None:
     with gr.Row():
         with gr.Column():
             image = _image_input()
@@ -213,21 +333,30 @@ def _caption_tab() -> None:
         with gr.Column():
             text = gr.Textbox(label="Caption", interactive=False, lines=3)
             info = gr.Markdown()
+            _feedback_box(gr.State("caption"), tester, [go.click])
     examples = [[e["image"]] for e in _examples("scenes")] + [[e["image"]] for e in _examples("easy-vqa")[:4]]
     gr.Examples(examples, inputs=[image], label="Examples: generated scenes and easy-VQA images", examples_per_page=6)
     event = _wire(go, caption, [image, model, beams], [text, info], "caption")
     stop.click(None, cancels=[event], api_name=False)  # closing the stream stops the model and frees its slot
 
 
-def _classify_tab() -> None:
+def _classify_tab(tester: gr.Textbox) -> None:
     with gr.Row():
         with gr.Column():
             image = _image_input()
             model = _model_picker(CLASSIFY)
             go = gr.Button("Classify", variant="primary")
+            runs = [go.click]
+            if list_models(ZERO_SHOT):
+                with gr.Accordion("Or classify with your own labels (zero-shot, CLIP/SigLIP from the hub)", open=False):
+                    candidates = gr.Textbox(label="Labels, comma-separated", placeholder="a cat, a dog, a coffee")
+                    zero_model = _model_picker(ZERO_SHOT)
+                    zero_go = gr.Button("Classify with these labels")
+                runs.append(zero_go.click)
         with gr.Column():
             labels = gr.Label(num_top_classes=5, label="Labels (top 5)")
             info = gr.Markdown()
+            _feedback_box(gr.State("classify"), tester, runs)
     one_shape = [
         [e["image"]]
         for e in _examples("scenes")
@@ -237,14 +366,10 @@ def _classify_tab() -> None:
     gr.Examples(examples, inputs=[image], label="Examples: photos and one-shape scenes", examples_per_page=6)
     _wire(go, classify_image, [image, model], [labels, info], "classify_image")
     if list_models(ZERO_SHOT):
-        with gr.Accordion("Or classify with your own labels (zero-shot, CLIP/SigLIP from the hub)", open=False):
-            candidates = gr.Textbox(label="Labels, comma-separated", placeholder="a cat, a dog, a cup of coffee")
-            zero_model = _model_picker(ZERO_SHOT)
-            zero_go = gr.Button("Classify with these labels")
         _wire(zero_go, classify_zero_shot, [image, candidates, zero_model], [labels, info], "classify_zero_shot")
 
 
-def _listen_tab() -> None:
+def _listen_tab(tester: gr.Textbox) -> None:
     with gr.Row():
         with gr.Column():
             audio = gr.Audio(type="filepath", label="Sound", sources=["upload", "microphone"])
@@ -253,6 +378,7 @@ def _listen_tab() -> None:
         with gr.Column():
             labels = gr.Label(num_top_classes=5, label="Labels (top 5)")
             info = gr.Markdown()
+            _feedback_box(gr.State("listen"), tester, [go.click])
     examples = [[e["audio"]] for e in _examples("sounds", key="audio")]
     gr.Examples(examples, inputs=[audio], label="Examples: generated sounds", examples_per_page=8)
     _wire(go, classify_audio, [audio, model], [labels, info], "classify_audio")
@@ -270,7 +396,9 @@ def _summary(task: str, result) -> str:
     return ", ".join(f"{r[key]} ({r['score']:.2f})" if r.get("score") is not None else r[key] for r in result[:3])
 
 
-def compare(task: str, image: str | None, question: str, models: list[str], progress=DOWNLOADS):
+def compare(
+    task: str, image: str | None, question: str, models: list[str], request: gr.Request = None, progress=DOWNLOADS
+):
     """Run 2–4 models on the same input: a row per model with its output and latency (ms)."""
     if task not in COMPARABLE:
         raise gr.Error(f"Compare works for {', '.join(COMPARABLE)}.")
@@ -280,15 +408,18 @@ def compare(task: str, image: str | None, question: str, models: list[str], prog
     rows = []
     for name in models:
         args = (image, question) if task == VQA else (image,)
+        _forget(request, f"compare:{name}")
         try:
             result, ms = run_model(task, name, *args)
             rows.append([name, _summary(task, result), round(ms, 1)])
+            details = {"question": question} if task == VQA else {}
+            _remember(request, f"compare:{name}", task, name, result, media=image, params={}, **details)
         except gr.Error as e:  # one model failing does not hide the others' results
             rows.append([name, f"error: {e.message}", None])
     return rows
 
 
-def _compare_tab() -> None:
+def _compare_tab(tester: gr.Textbox) -> None:
     names = {task: [m.name for m in list_models(task)] for task in COMPARABLE}
     with gr.Row():
         with gr.Column():
@@ -306,7 +437,10 @@ def _compare_tab() -> None:
             go = gr.Button("Compare", variant="primary")
         with gr.Column():
             table = gr.Dataframe(headers=["model", "output", "latency (ms)"], label="Side by side", interactive=False)
+            which = gr.Dropdown(names[VQA][:2], value=names[VQA][0], label="Rate the result of")
+            _feedback_box(which, tester, [go.click], send=send_compare_feedback)
     task.change(lambda t: gr.Dropdown(choices=names[t], value=names[t][:2]), task, models, api_name=False)
+    models.change(lambda m: gr.Dropdown(choices=m, value=(m or [None])[0]), models, which, api_name=False)
     _wire(go, compare, [task, image, question, models], [table], "compare")
 
 
@@ -321,17 +455,127 @@ TABS = {  # tab title -> (task, builder); a tab shows when its task has a model
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="mmdemo: multimodal models") as demo:
-        gr.Markdown(
-            "# mmdemo\nAsk about, caption and classify images, and classify sounds, with our own "
-            "encoder–fusion–decoder models (trained offline on easy-VQA and generated scenes and sounds) "
-            "and an ImageNet classifier."
-        )
+        with gr.Row():
+            gr.Markdown(
+                "# mmdemo\nAsk about, caption and classify images, and classify sounds, with our own "
+                "encoder–fusion–decoder models (trained offline on easy-VQA and generated scenes and sounds) "
+                "and an ImageNet classifier. Rate any result with 👍/👎 below it.",
+            )
+            tester = gr.Textbox(label="Your name (optional, saved with your feedback)", max_length=100, scale=0)
         with gr.Tabs():
             for title, (task, build) in TABS.items():
                 if list_models(task):
                     with gr.Tab(title, id=title.lower()):
-                        build()
+                        build(tester)
+            if os.environ.get(PASSWORD_ENV):
+                with gr.Tab("Feedback", id="feedback"):
+                    _review_tab()
+        gr.api(send_feedback, api_name="feedback", queue=False)  # /feedback for scripts: slot, rating, texts
     return demo
+
+
+# --- the Feedback tab: reviewers see counts, 👍-rate, comments and corrections, and export them ---
+REVIEW_ROWS = 50
+RATING_FILTERS = {"any": None, "👍": 1, "👎": -1}
+
+
+def _check_password(password: str) -> None:
+    expected = os.environ.get(PASSWORD_ENV, "")
+    if not expected or not hmac.compare_digest((password or "").encode(), expected.encode()):
+        log.warning("feedback review: wrong password")
+        time.sleep(1)  # slows guessing
+        raise gr.Error("Wrong password.", title="Feedback review")
+
+
+def _output_text(task: str, output) -> str:
+    try:
+        return _summary(task if task in TASKS else CLASSIFY, output)
+    except (KeyError, IndexError, TypeError):
+        return json.dumps(output)[:200]
+
+
+def review(password: str, task: str, model: str, rating: str, with_text: bool):
+    """The review: 👍-rate per task and model (table and chart), and the newest matching feedback with images."""
+    import pandas as pd
+
+    _check_password(password)
+    store = feedback_store()
+    summary = pd.DataFrame(store.summary(), columns=["task", "model", "n", "up", "down", "up_rate"])
+    chart = summary.assign(label=summary["task"].str.split("-").str[0] + " · " + summary["model"])
+    rows = store.rows(
+        task=task or None,
+        model=(model or "").strip() or None,
+        rating=RATING_FILTERS.get(rating),
+        has_comment=True if with_text else None,
+        limit=REVIEW_ROWS,
+    )
+    table = [
+        [
+            r["updated_at"],
+            r["task"],
+            r["model"],
+            {1: "👍", -1: "👎"}.get(r["rating"], ""),
+            r["question"] or "",
+            _output_text(r["task"], r["output"]),
+            r["correction"] or "",
+            r["comment"] or "",
+            r["tester"] or "",
+        ]
+        for r in rows
+    ]
+    return summary, chart, table, _gallery(store, rows)
+
+
+def _gallery(store, rows: list[dict]) -> list[tuple]:
+    """The images behind the rows shown, each with its correction or comment as caption."""
+    import io
+
+    from PIL import Image
+
+    images = []
+    for r in rows:
+        if r["media_sha256"] and r["media_kind"] == "image":
+            found = store.media(r["media_sha256"])
+            if found:
+                caption = r["correction"] or r["comment"] or _output_text(r["task"], r["output"])
+                images.append((Image.open(io.BytesIO(found[1])), caption[:120]))
+    return images
+
+
+def review_export(password: str, fmt: str, task: str, model: str) -> str:
+    """The feedback (with its media) as one download: a .zip of the export file and its media folder."""
+    _check_password(password)
+    out = Path(tempfile.mkdtemp(prefix="mmdemo-export-"))
+    name = f"feedback.{fmt if fmt != 'datasets' else 'dataset'}"
+    with user_errors("feedback export", None, failure="The export failed"):
+        feedback.export(feedback_store(), out / "export" / name, fmt, task=task or None, model=model or None)
+    return shutil.make_archive(str(out / "mmdemo-feedback"), "zip", out / "export")
+
+
+def _review_tab() -> None:
+    password = gr.Textbox(label="Password", type="password", max_length=200)
+    with gr.Row():
+        task = gr.Dropdown(["", *TASKS], value="", label="Task")
+        model = gr.Textbox(label="Model (exact name)", max_length=300)
+        rating = gr.Radio(list(RATING_FILTERS), value="any", label="Rating")
+        with_text = gr.Checkbox(label="Only with a comment or correction")
+    show = gr.Button("Show feedback", variant="primary")
+    chart = gr.BarPlot(x="label", y="up_rate", color="task", y_lim=[0, 1], title="👍-rate per task and model")
+    summary = gr.Dataframe(label="Per task and model", interactive=False)
+    table = gr.Dataframe(
+        headers=["time", "task", "model", "rating", "question", "output", "correction", "comment", "tester"],
+        label=f"Newest feedback (up to {REVIEW_ROWS})",
+        interactive=False,
+        wrap=True,
+    )
+    gallery = gr.Gallery(label="Their images", columns=6, height=240)
+    with gr.Row():
+        fmt = gr.Dropdown(list(feedback.FORMATS), value="csv", label="Export format")
+        export = gr.Button("Export")
+        download = gr.File(label="Download")
+    filters = [task, model, rating, with_text]
+    show.click(review, [password, *filters], [summary, chart, table, gallery], queue=False, api_name=False)
+    export.click(review_export, [password, fmt, task, model], download, queue=False, api_name=False)
 
 
 def _warm() -> None:
@@ -350,6 +594,7 @@ def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7
     threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
+    blocked = [*kwargs.pop("blocked_paths", []), *_feedback_paths()]
     return demo.launch(
         server_name=host,
         server_port=port,
@@ -357,5 +602,17 @@ def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7
         enable_monitoring=False,
         max_file_size=MAX_FILE_SIZE,
         footer_links=["api"],
+        blocked_paths=blocked,
         **kwargs,
     )
+
+
+def _feedback_paths() -> list[str]:
+    """Open the feedback store now (so a broken one shows in the log at start) and return its SQLite folder, which
+    is never served. A store that cannot open is logged; feedback is refused with a message until it can."""
+    try:
+        url = feedback_store().engine.url
+    except Exception:
+        log.exception("the feedback store could not be opened")
+        return []
+    return [str(Path(url.database).parent)] if url.get_backend_name() == "sqlite" else []

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import wave
 from pathlib import Path
 
@@ -122,3 +123,55 @@ def pytest_collection_modifyitems(config, items):
             )
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+def _postgres_bin() -> Path | None:
+    """The folder holding initdb and pg_ctl: on PATH, else Debian's newest /usr/lib/postgresql/<version>/bin."""
+    on_path = shutil.which("pg_ctl")
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    for pg_ctl in ([Path(on_path).resolve()] if on_path else []) + debian[::-1]:
+        if (pg_ctl.parent / "initdb").exists() and (pg_ctl.parent / "createdb").exists():
+            return pg_ctl.parent
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL URL (postgresql+psycopg://...) to an empty database, for the feedback-store tests.
+
+    Env MMDEMO_TEST_POSTGRES_URL names a server to use. Otherwise a throwaway cluster is started (initdb, pg_ctl)
+    listening only on a unix socket in a private temporary folder, and stopped at the end of the session. initdb refuses
+    to run as root, so as root the cluster belongs to the `postgres` user (runuser). Without PostgreSQL installed the
+    tests skip, except in CI (env CI), where they fail: CI must test both databases.
+    """
+    if url := os.environ.get("MMDEMO_TEST_POSTGRES_URL"):
+        yield url
+        return
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL is not installed: `apt-get install -y postgresql` or set MMDEMO_TEST_POSTGRES_URL"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    as_owner: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="mmdemo-pg-"))  # in /tmp, which the postgres user can reach
+    if os.geteuid() == 0:
+        assert shutil.which("runuser"), "running as root needs runuser to start PostgreSQL as the postgres user"
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres", "postgres")
+    data, port = folder / "data", free_port()
+
+    def run(*command: str) -> None:
+        done = subprocess.run([*as_owner, *command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command[0]} failed:\n{done.stdout}\n{done.stderr}"
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    # no TCP at all: only the socket in `folder` (mode 0700, the cluster owner's), so nobody else can connect
+    options = f"-c listen_addresses='' -c unix_socket_directories='{folder}' -p {port} -c max_connections=200"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "-t", "60", "start")
+    try:
+        run(str(bin_dir / "createdb"), "-h", str(folder), "-p", str(port), "-U", "postgres", "mmdemo_test")
+        yield f"postgresql+psycopg://postgres@/mmdemo_test?host={folder}&port={port}"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
