@@ -275,7 +275,13 @@ def pipeline(task: str, model: str | None = None, device: str | None = None) -> 
     if task not in PIPELINES:
         raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(PIPELINES)}")
     info = find_model(task, model)
-    backend = _models.get((info.name, str(info.path), device), lambda: load_backend(info, device))
+    try:
+        backend = _models.get((info.name, str(info.path), device), lambda: load_backend(info, device))
+    except (InputError, ModelError):
+        raise
+    except Exception as e:  # our own plain ValueErrors say what to do (fetch it, install this); others do not
+        why = f": {e}" if type(e) is ValueError else "; the server log has the cause"
+        raise ModelError(f"The model {info.name} could not be loaded{why}") from e
     return PIPELINES[task](info, backend)
 
 

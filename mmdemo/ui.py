@@ -2,9 +2,11 @@
 `mmdemo.pipeline` and never imports torch."""
 
 import hmac
+import html
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -17,6 +19,7 @@ import gradio as gr
 
 import mmdemo
 from mmdemo import feedback
+from mmdemo.errors import StoreError
 from mmdemo.feedback.recent import RecentResults
 from mmdemo.inputs import MAX_QUESTION_CHARS
 from mmdemo.registry import ASSETS, TASKS, find_model, list_models, revision_of
@@ -29,20 +32,38 @@ EXAMPLES = ASSETS / "examples"
 MODEL_CONCURRENCY = 2  # model calls running at once; the rest wait in the queue
 QUEUE_SIZE = 64  # requests waiting beyond that are refused with a "queue full" message
 MAX_FILE_SIZE = "10mb"
+DELETE_CACHE = (1800, 3 * 3600)  # every 30 min, delete uploads and outputs older than 3 h (feedback reads them)
 DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
+
+
+requests_log = logging.getLogger("mmdemo.requests")  # one JSON line per request: for log search and dashboards
 
 
 @contextmanager
 def user_errors(task: str, model: str | None, failure: str = "The model failed on this input"):
-    """Every failure inside becomes a gr.Error a user can read; unexpected ones are logged with an id."""
+    """One request: every failure inside becomes a gr.Error a user can read (unexpected ones logged with their cause
+    and a request id), and one log line records task, model, latency and outcome."""
+    request, start, outcome = uuid.uuid4().hex[:8], time.perf_counter(), "ok"
     try:
         yield
-    except (ValueError, mmdemo.ModelError) as e:  # bad input, unknown model, out of memory: meant for users
+    except ValueError as e:  # bad input, unknown model: meant for users
+        outcome = "rejected"
         raise gr.Error(str(e), title="Please check the input") from None
+    except (mmdemo.ModelError, StoreError) as e:  # out of memory, a model that won't load, a full database: said
+        outcome = "failed"
+        log.warning("request %s: %s with %s: %s", request, task, model, e, exc_info=e.__cause__ is not None)
+        raise gr.Error(f"{e} (request {request})", title="Please try again") from None
+    except GeneratorExit:  # the user pressed Stop: the stream was closed
+        outcome = "stopped"
+        raise
     except Exception:
-        request = uuid.uuid4().hex[:8]
+        outcome = "error"
         log.exception("request %s: %s with %s failed", request, task, model)
         raise gr.Error(f"{failure} (request {request}). Please try again.") from None
+    finally:
+        ms = round((time.perf_counter() - start) * 1000, 1)
+        line = {"request": request, "task": task, "model": model or "default", "ms": ms, "outcome": outcome}
+        requests_log.info(json.dumps(line))
 
 
 # --- feedback: what each session was shown is kept here, server-side; testers rate it by its tab ("slot") ---
@@ -136,7 +157,15 @@ def _need(value, what: str) -> None:
 
 
 def _info(headline: str, ms: float, task: str, model: str | None) -> str:
-    return f"**{headline}** · {ms:.1f} ms · `{model or find_model(task, None).name}`"
+    """The result's headline (model output: shown as plain text, never as markup), latency and model."""
+    name = (model or find_model(task, None).name).replace("`", "'")  # a catalog name, shown as code
+    return f"**{_inert(headline)}** · {ms:.1f} ms · `{name}`"
+
+
+def _inert(text: str) -> str:
+    """Text that Markdown shows as it is: every markup character escaped, tags included."""
+    text = html.escape(" ".join(str(text).split()), quote=False)  # <, > and & as entities: no tag survives
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", text)
 
 
 def answer(image: str | None, question: str, model: str | None = None, request: gr.Request = None, progress=DOWNLOADS):
@@ -250,7 +279,7 @@ def _feedback_box(slot: gr.Component, tester: gr.Textbox, clear_on: list, send=s
     updated by Send). Cheap events: not queued, so feedback works while the model queue is full."""
     with gr.Accordion("Rate this result", open=True):
         with gr.Row():
-            rating = gr.Radio(["👍", "👎"], label="Was it right?", scale=1)
+            rating = gr.Radio([("👍 right", "👍"), ("👎 wrong", "👎")], label="Was it right?", scale=1)
             correction = gr.Textbox(label="What it should have been (optional)", scale=2, max_length=5_000)
         comment = gr.Textbox(label="Comment (optional)", max_length=5_000)
         with gr.Row():
@@ -275,7 +304,7 @@ def _ask_tab(tester: gr.Textbox) -> None:
             with gr.Row():
                 ask = gr.Button("Ask", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
-        with gr.Column():
+        with gr.Column(elem_id="ask-result"):
             answers = gr.Label(num_top_classes=5, label="Answer (top 5)")
             info = gr.Markdown()
             heard = [spoken[0].stop_recording, spoken[0].upload] if spoken else []
@@ -454,7 +483,7 @@ TABS = {  # tab title -> (task, builder); a tab shows when its task has a model
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="mmdemo: multimodal models") as demo:
+    with gr.Blocks(title="mmdemo: multimodal models", delete_cache=DELETE_CACHE) as demo:
         with gr.Row():
             gr.Markdown(
                 "# mmdemo\nAsk about, caption and classify images, and classify sounds, with our own "
@@ -465,10 +494,10 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs():
             for title, (task, build) in TABS.items():
                 if list_models(task):
-                    with gr.Tab(title, id=title.lower()):
+                    with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
                         build(tester)
             if os.environ.get(PASSWORD_ENV):
-                with gr.Tab("Feedback", id="feedback"):
+                with gr.Tab("Feedback", id="feedback", elem_id="tab-feedback"):
                     _review_tab()
         gr.api(send_feedback, api_name="feedback", queue=False)  # /feedback for scripts: slot, rating, texts
     return demo
@@ -477,6 +506,7 @@ def build_demo() -> gr.Blocks:
 # --- the Feedback tab: reviewers see counts, 👍-rate, comments and corrections, and export them ---
 REVIEW_ROWS = 50
 RATING_FILTERS = {"any": None, "👍": 1, "👎": -1}
+VOTES = (("👍", "up"), ("👎", "down"))
 
 
 def _check_password(password: str) -> None:
@@ -501,7 +531,10 @@ def review(password: str, task: str, model: str, rating: str, with_text: bool):
     _check_password(password)
     store = feedback_store()
     summary = pd.DataFrame(store.summary(), columns=["task", "model", "n", "up", "down", "up_rate"])
-    chart = summary.assign(label=summary["task"].str.split("-").str[0] + " · " + summary["model"])
+    label = summary["task"].str.split("-").str[0] + " · " + summary["model"]
+    chart = pd.concat(  # one bar per task and model, 👍 stacked on 👎
+        [pd.DataFrame({"label": label, "rating": name, "count": summary[column]}) for name, column in VOTES]
+    )
     rows = store.rows(
         task=task or None,
         model=(model or "").strip() or None,
@@ -511,7 +544,7 @@ def review(password: str, task: str, model: str, rating: str, with_text: bool):
     )
     table = [
         [
-            r["updated_at"],
+            r["updated_at"][:19].replace("T", " "),  # UTC
             r["task"],
             r["model"],
             {1: "👍", -1: "👎"}.get(r["rating"], ""),
@@ -560,7 +593,8 @@ def _review_tab() -> None:
         rating = gr.Radio(list(RATING_FILTERS), value="any", label="Rating")
         with_text = gr.Checkbox(label="Only with a comment or correction")
     show = gr.Button("Show feedback", variant="primary")
-    chart = gr.BarPlot(x="label", y="up_rate", color="task", y_lim=[0, 1], title="👍-rate per task and model")
+    colors = {"👍": "#22a06b", "👎": "#e5484d"}
+    chart = gr.BarPlot(x="label", y="count", color="rating", color_map=colors, title="Votes per task and model")
     summary = gr.Dataframe(label="Per task and model", interactive=False)
     table = gr.Dataframe(
         headers=["time", "task", "model", "rating", "question", "output", "correction", "comment", "tester"],
@@ -568,7 +602,7 @@ def _review_tab() -> None:
         interactive=False,
         wrap=True,
     )
-    gallery = gr.Gallery(label="Their images", columns=6, height=240)
+    gallery = gr.Gallery(label="Their images", columns=8, height=170, object_fit="contain")
     with gr.Row():
         fmt = gr.Dropdown(list(feedback.FORMATS), value="csv", label="Export format")
         export = gr.Button("Export")
@@ -578,41 +612,94 @@ def _review_tab() -> None:
     export.click(review_export, [password, fmt, task, model], download, queue=False, api_name=False)
 
 
+WARMED = threading.Event()  # set once every bundled default has been tried: the app is ready
+LOAD_FAILURES: dict[str, str] = {}  # task -> why its default model could not load at start
+
+
 def _warm() -> None:
     """Load every task's bundled default once, so that first users do not wait for it (hub models load,
-    and download, on first use)."""
-    for task, _ in TABS.values():
-        try:
-            if list_models(task) and find_model(task, None).offline:
-                mmdemo.pipeline(task)
-        except Exception:
-            log.exception("could not load the default model of %s at start", task)
+    and download, on first use). A default that fails is logged and named by /readyz; the rest still serve."""
+    try:
+        for task, _ in TABS.values():
+            try:
+                if list_models(task) and find_model(task, None).offline:
+                    mmdemo.pipeline(task)
+            except Exception as e:
+                LOAD_FAILURES[task] = f"{type(e).__name__}: {e}"[:300]
+                log.exception("could not load the default model of %s at start", task)
+    finally:
+        WARMED.set()
+
+
+def healthz() -> dict:
+    """Liveness: the server answers."""
+    return {"status": "ok"}
+
+
+def readyz():
+    """Readiness, for a load balancer: 200 once the default models are loaded and the feedback store opens; 503
+    with the reason before that, or when something failed."""
+    from fastapi.responses import JSONResponse
+
+    problems = {} if WARMED.is_set() else {"models": "still loading"}
+    problems.update({f"model {task}": why for task, why in LOAD_FAILURES.items()})
+    try:
+        feedback_store()
+    except Exception as e:
+        problems["feedback store"] = str(e)[:300]
+    status = {"ready": not problems, "problems": problems}
+    return JSONResponse(status, status_code=200 if not problems else 503)
+
+
+def _routes() -> list:
+    """Our own HTTP routes beside Gradio's (added first, so nothing of Gradio's shadows them)."""
+    from fastapi.routing import APIRoute
+
+    return [APIRoute("/healthz", healthz, methods=["GET"]), APIRoute("/readyz", readyz, methods=["GET"])]
+
+
+def _log_to_stderr() -> None:
+    """mmdemo's log lines (one per request, and failures with their cause) on stderr, unless logging is set up."""
+    root = logging.getLogger("mmdemo")
+    if not root.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
 
 
 def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7860, **kwargs):
-    """Load the default model, then serve. kwargs go to `Blocks.launch` (prevent_thread_lock=True in tests)."""
+    """Load the default models, then serve with a shared demo's settings. kwargs go to `Blocks.launch` and override
+    them (prevent_thread_lock=True in tests)."""
+    _log_to_stderr()
     threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
+    app_kwargs = kwargs.pop("app_kwargs", {})
+    app_kwargs["routes"] = [*_routes(), *app_kwargs.get("routes", [])]
+    settings = {
+        "share": False,
+        "enable_monitoring": False,
+        "max_file_size": MAX_FILE_SIZE,
+        "strict_cors": True,
+        "allowed_paths": [],
+        "footer_links": ["api"],
+        "show_error": True,  # gr.Error messages reach users; unexpected errors become our own gr.Error anyway
+    }
     blocked = [*kwargs.pop("blocked_paths", []), *_feedback_paths()]
     return demo.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        enable_monitoring=False,
-        max_file_size=MAX_FILE_SIZE,
-        footer_links=["api"],
-        blocked_paths=blocked,
-        **kwargs,
+        server_name=host, server_port=port, blocked_paths=blocked, app_kwargs=app_kwargs, **{**settings, **kwargs}
     )
 
 
 def _feedback_paths() -> list[str]:
-    """Open the feedback store now (so a broken one shows in the log at start) and return its SQLite folder, which
-    is never served. A store that cannot open is logged; feedback is refused with a message until it can."""
+    """Open the feedback store now (so a broken one shows in the log at start) and return its SQLite files, which are
+    never served. A store that cannot open is logged; feedback is refused with a message until it can."""
     try:
         url = feedback_store().engine.url
     except Exception:
         log.exception("the feedback store could not be opened")
         return []
-    return [str(Path(url.database).parent)] if url.get_backend_name() == "sqlite" else []
+    if url.get_backend_name() != "sqlite":
+        return []
+    return [url.database + suffix for suffix in ("", "-wal", "-shm", "-journal")]

@@ -18,7 +18,7 @@ from conftest import ROOT
 
 from mmdemo.errors import InputError, StoreError
 from mmdemo.feedback import export, open_store
-from mmdemo.feedback.export import read_csv
+from mmdemo.feedback.exports import read_csv
 from mmdemo.feedback.store import SCHEMA_VERSION, database_url, make_engine, media_table, migrate, version_table
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # sniffed by its signature; the store never decodes media

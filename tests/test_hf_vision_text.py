@@ -135,9 +135,9 @@ def test_uncached_hub_model_fails_clearly_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_id = "mmdemo-tests/never-downloaded-blip"
     name = catalog_entry(tmp_path, monkeypatch, "hub-blip-offline", CAPTION, "blip-caption", hub_id=hub_id)
-    with pytest.raises((OSError, ValueError)) as error:
+    with pytest.raises(mmdemo.ModelError, match="could not be loaded") as error:
         mmdemo.pipeline(CAPTION, model=name, device="cpu")
-    assert hub_id in str(error.value)
+    assert hub_id in str(error.value) and f"mmdemo download {name}" in str(error.value)
 
 
 def test_catalog_names_importable_runners():
@@ -171,3 +171,22 @@ def test_closing_a_stream_stops_generation(tmp_path, monkeypatch, tiny_models, i
     stream.close()  # what Gradio does when a user presses Stop
     assert not any(t.name == "mmdemo-generate" and t.is_alive() for t in threading.enumerate())
     assert p(images[1], num_beams=1, max_new_tokens=4)  # the model serves the next request
+
+
+def test_a_generation_that_runs_too_long_is_cut_at_the_time_cap(tmp_path, monkeypatch, tiny_models, images):
+    import time
+
+    from mmdemo.backends.hf.loading import GENERATION_SECONDS
+
+    p = load_tiny(tmp_path, monkeypatch, tiny_models, CAPTION, "git-caption", "tiny-git-slow")
+    assert p.backend.model.generation_config.max_time == GENERATION_SECONDS  # every loaded model carries the cap
+    full = p(images[0], num_beams=1, max_new_tokens=60)[0]["generated_text"]
+    slow = p.backend.model.register_forward_pre_hook(lambda *_: time.sleep(0.05))  # far slower than the cap allows
+    monkeypatch.setattr(p.backend.model.generation_config, "max_time", 0.3)
+    try:
+        start = time.perf_counter()
+        cut = p(images[0], num_beams=1, max_new_tokens=60)[0]["generated_text"]
+        assert time.perf_counter() - start < 2.0  # 60 tokens would take over 3 s
+    finally:
+        slow.remove()
+    assert len(cut.split()) < len(full.split()) and full.startswith(cut)

@@ -21,8 +21,8 @@ def open_store(url: str | None = None, *, pool_size: int = 8):
 
 
 def export(store, path: str | Path, format: str, **kwargs) -> int:
-    """Write the store's rows (and media) to `path` in `format`; see `mmdemo.feedback.export.export`."""
-    from mmdemo.feedback.export import export
+    """Write the store's rows (and media) to `path` in `format`; see `mmdemo.feedback.exports.export`."""
+    from mmdemo.feedback.exports import export
 
     return export(store, path, format, **kwargs)
 

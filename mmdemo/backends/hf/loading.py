@@ -10,6 +10,7 @@ from mmdemo.device import resolve_device
 from mmdemo.registry import ModelInfo
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+GENERATION_SECONDS = 60.0  # a generation stops after this long, whatever its length: a shared slot is not held forever
 
 
 def offline() -> bool:
@@ -36,15 +37,18 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(model_cls, info: ModelInfo, device: str | None = None, **kwargs):
-    """model_cls.from_pretrained at the right place, dtype and device, in eval mode."""
+    """model_cls.from_pretrained at the right place, dtype and device, in eval mode; generation capped in time."""
     where = resolve_device(device)
     name, options = source(info)
     dtype = pick_dtype(info.dtype, where)
     if info.extra.get("device_map") and where.type == "cuda":  # larger than one GPU: accelerate spreads it
         model = model_cls.from_pretrained(name, dtype=dtype, device_map=info.extra["device_map"], **options, **kwargs)
-        return model.eval(), model.device
-    model = model_cls.from_pretrained(name, dtype=dtype, **options, **kwargs)
-    return model.to(where).eval(), where
+        where = model.device
+    else:
+        model = model_cls.from_pretrained(name, dtype=dtype, **options, **kwargs).to(where)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.max_time = GENERATION_SECONDS
+    return model.eval(), where
 
 
 def load_processor(processor_cls, info: ModelInfo, **kwargs):
