@@ -8,16 +8,21 @@ Each call checks its inputs (InputError), batches them through a backend, and re
 """
 
 import numbers
+import os
+import threading
 from contextlib import contextmanager
 
 from mmdemo.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from mmdemo.backends import Backend, load_backend
+from mmdemo.batching import MicroBatcher
 from mmdemo.cache import ModelCache, free_memory
 from mmdemo.errors import InputError, ModelError
 from mmdemo.inputs import clean_question, load_image
 from mmdemo.registry import TASKS, ModelInfo, find_model
 
 _models = ModelCache()  # (name, path, device) -> backend
+MAX_STREAMS = int(os.environ.get("MMDEMO_MAX_STREAMS", "2"))  # streamed generations running at once
+_streams = threading.BoundedSemaphore(MAX_STREAMS)
 
 
 class Pipeline:
@@ -34,27 +39,29 @@ class Pipeline:
 
     def _stream(self, item: dict, whole, **options):
         """One item's text so far after each piece the backend generates, or `whole()` once when it cannot
-        stream. Closing the iterator stops the model."""
+        stream. Closing the iterator stops the model. Streams are not batched: at most MAX_STREAMS generate at
+        once, the others wait their turn."""
         self.backend.validate(item)
         if not self.streams:
             yield whole()
             return
-        empty = True
-        for text in self.backend.stream(item, **options):
-            empty = False
-            yield text
-        if empty:  # nothing generated (no speech heard, say): still one result
-            yield ""
+        with _streams:
+            empty = True
+            for text in self.backend.stream(item, **options):
+                empty = False
+                yield text
+            if empty:  # nothing generated (no speech heard, say): still one result
+                yield ""
 
     def run(self, items: list[dict], **params) -> list:
         """Check every item (before any model call), then run them in batches."""
         for n, item in enumerate(items):
             with _position(n, len(items)):
                 self.backend.validate(item)
-        out = []
+        out, batcher = [], batcher_of(self.backend, self.batch_size)
         for start in range(0, len(items), self.batch_size):
             try:
-                out += self.backend(items[start : start + self.batch_size], **params)
+                out += batcher(items[start : start + self.batch_size], **params)
             except Exception as e:
                 if not _out_of_memory(e):
                     raise
@@ -64,6 +71,17 @@ class Pipeline:
                     "inputs at once, or a smaller model."
                 ) from e
         return out
+
+
+_batchers_lock = threading.Lock()
+
+
+def batcher_of(backend: Backend, max_batch: int) -> MicroBatcher:
+    """The backend's micro-batcher (made on first use): concurrent calls share its model calls."""
+    with _batchers_lock:
+        if "_batcher" not in vars(backend):
+            backend._batcher = MicroBatcher(backend, max_batch=max_batch)
+        return backend._batcher
 
 
 def _out_of_memory(e: Exception) -> bool:

@@ -29,9 +29,11 @@ VQA, CAPTION = "visual-question-answering", "image-to-text"
 CLASSIFY, LISTEN = "image-classification", "audio-classification"
 ASR, ZERO_SHOT = "automatic-speech-recognition", "zero-shot-image-classification"
 EXAMPLES = ASSETS / "examples"
-MODEL_CONCURRENCY = 2  # model calls running at once; the rest wait in the queue
-QUEUE_SIZE = 64  # requests waiting beyond that are refused with a "queue full" message
-MAX_FILE_SIZE = "10mb"
+# a shared demo's limits; each can be set in the environment for other hardware or for local use
+# requests handed to the models at once: the pipeline batches them together (mmdemo.batching); others queue
+MODEL_CONCURRENCY = int(os.environ.get("MMDEMO_CONCURRENCY", "32"))
+QUEUE_SIZE = int(os.environ.get("MMDEMO_QUEUE_SIZE", "64"))  # requests waiting beyond this get a "queue full" message
+MAX_FILE_SIZE = os.environ.get("MMDEMO_MAX_FILE_SIZE", "10mb")  # per uploaded file: larger ones get HTTP 413
 DELETE_CACHE = (1800, 3 * 3600)  # every 30 min, delete uploads and outputs older than 3 h (feedback reads them)
 DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
 

@@ -33,6 +33,7 @@ def app(tmp_path_factory):
 
         mp.setattr(ui, "_store", None)  # this module's database, not one another test opened
         mp.setattr(ui, "QUEUE_SIZE", 2)  # small, so that the queue-full test fills it quickly
+        mp.setattr(ui, "MODEL_CONCURRENCY", 2)
         demo = ui.build_demo()
         _, url, _ = ui.launch(demo, host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
         try:

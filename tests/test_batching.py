@@ -1,0 +1,100 @@
+"""Dynamic batching across concurrent callers (mmdemo.batching): batches form under load and only then, each caller
+gets exactly its own results, params never mix, failures reach every caller of a batch, and an unloaded model is
+freed. With the real pipeline: answers under concurrent load equal answers one at a time."""
+
+import gc
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import mmdemo
+from mmdemo.batching import MicroBatcher
+
+
+class Slow:
+    """A fake model: each call takes 20 ms, whatever its size; results name their item and params."""
+
+    def __init__(self):
+        self.calls: list[tuple[list, dict]] = []
+
+    def __call__(self, items, **params):
+        self.calls.append((list(items), params))
+        time.sleep(0.02)
+        return [(item, params.get("top_k")) for item in items]
+
+
+def test_a_lone_caller_is_not_kept_waiting():
+    model = Slow()
+    batcher = MicroBatcher(model, max_wait_s=1.0)
+    start = time.perf_counter()
+    for n in range(5):
+        assert batcher([n], top_k=1) == [(n, 1)]
+    assert time.perf_counter() - start < 0.5  # 5 × 20 ms of model, no 1 s waits
+    assert batcher.batch_sizes == [1] * 5
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_results():
+    model = Slow()
+    batcher = MicroBatcher(model, max_batch=16)
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda n: batcher([n, -n], top_k=3), range(64)))
+    assert results == [[(n, 3), (-n, 3)] for n in range(64)]
+    assert max(batcher.batch_sizes) > 2 and max(batcher.batch_sizes) <= 16
+    assert sum(batcher.batch_sizes) == 128 and len(model.calls) < 64
+
+
+def test_calls_with_different_params_never_share_a_batch():
+    model = Slow()
+    batcher = MicroBatcher(model)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda n: batcher([n], top_k=n % 3), range(48)))
+    assert results == [[(n, n % 3)] for n in range(48)]
+    for items, params in model.calls:
+        assert {item % 3 for item in items} == {params["top_k"]}
+
+
+def test_a_failing_batch_fails_its_callers_and_the_next_call_works():
+    fail = threading.Event()
+
+    def model(items, **params):
+        time.sleep(0.02)
+        if fail.is_set():
+            raise MemoryError("out of memory")
+        return items
+
+    batcher = MicroBatcher(model)
+    fail.set()
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(batcher, [n]) for n in range(8)]
+        errors = [f.exception(timeout=10) for f in futures]
+    assert all(isinstance(e, MemoryError) for e in errors)
+    fail.clear()
+    assert batcher([7]) == [7]
+
+
+def test_an_unloaded_model_is_freed_although_its_batcher_lives():
+    model = Slow()
+    batcher = MicroBatcher(model)
+    batcher([1])
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+    with pytest.raises(RuntimeError, match="unloaded"):
+        batcher([2])
+
+
+def test_pipeline_answers_under_concurrent_load_equal_one_at_a_time(examples):
+    vqa = mmdemo.pipeline("visual-question-answering")
+    cases = [(e["image"], e["question"]) for e in examples] * 4
+    alone = [vqa(image, question) for image, question in cases]
+    before = len(vqa.backend._batcher.batch_sizes)
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(lambda case: vqa(*case), cases))
+    assert [[r["answer"] for r in result] for result in together] == [[r["answer"] for r in a] for a in alone]
+    for got, want in zip(together, alone, strict=True):
+        assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-5)
+    assert max(vqa.backend._batcher.batch_sizes[before:]) > 1  # they were batched
