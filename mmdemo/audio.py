@@ -142,9 +142,11 @@ def decode_file(path: Path, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarra
         if not container.streams.audio:
             raise InputError(NOT_AUDIO)
         stream = container.streams.audio[0]
-        rate = stream.rate
-        if not rate:
+        if stream.codec_context is None:  # a codec FFmpeg does not know (a WAV of format 99, say)
+            raise InputError(NOT_AUDIO)
+        if not stream.rate:
             raise InputError(DAMAGED)
+        rate = _check_rate(stream.rate)
         declared = _declared_seconds(path, container, stream)
         if declared is not None:
             _check_duration(declared, max_seconds)
@@ -200,7 +202,10 @@ def _wav_data_seconds(path: Path) -> float | None:
                 return None
             kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             if kind == b"fmt " and size >= 16:
-                byte_rate = struct.unpack("<I", f.read(16)[8:12])[0]
+                fmt = f.read(16)
+                if len(fmt) < 16:
+                    return None
+                byte_rate = struct.unpack("<I", fmt[8:12])[0]
                 f.seek(size - 16 + size % 2, 1)
             elif kind == b"data":
                 streamed = size in (0, 0xFFFFFFFF)

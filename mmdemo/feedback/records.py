@@ -54,9 +54,9 @@ def check_record(record: dict) -> dict:
     """A submission -> the column values to store (JSON encoded, a fresh uuid4 key if none); InputError if bad."""
     if not isinstance(record, dict):
         raise InputError(f"Feedback must be a dict of fields, got {type(record).__name__}.")
-    unknown = sorted(set(record) - set(FIELDS))
+    unknown = sorted(f"{name!r:.40}" for name in set(record) - set(FIELDS))  # names of any type, cut short
     if unknown:
-        raise InputError(f"Unknown feedback field(s) {', '.join(map(repr, unknown))}; known: {', '.join(FIELDS)}.")
+        raise InputError(f"Unknown feedback field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}.")
     params = record.get("params")
     if params is not None and not isinstance(params, dict):
         raise InputError(f"Feedback params must be a dict, got {type(params).__name__}.")
@@ -94,6 +94,8 @@ def check_json(name: str, value) -> str | None:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise InputError(f"Feedback {name} must be plain JSON data (no NaN or objects): {e}.") from None
+    except RecursionError:
+        raise InputError(f"Feedback {name} is nested too deeply.") from None
     _check_utf8(name, text)
     size = len(text.encode("utf-8"))
     if size > JSON_CAPS[name]:
