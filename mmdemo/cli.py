@@ -67,6 +67,12 @@ def _download(args) -> None:
         print(f"{name}: {info.hub_id}@{info.revision or 'main'} -> {path}")
 
 
+def _bench(args) -> None:
+    from mmdemo import bench
+
+    bench.main(args.rest)
+
+
 def _feedback_store(db: str | None):
     """The feedback store at `db` (None: env MMDEMO_FEEDBACK_DB, else the default file), which must exist."""
     from mmdemo.feedback import open_store
@@ -144,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="+", help="catalog names of hub models")
     s.set_defaults(func=_download)
 
+    s = sub.add_parser("bench", help="the naive way and mmdemo's serving path side by side (see `mmdemo bench --help`)")
+    s.set_defaults(func=_bench)
+
     s = sub.add_parser("feedback", help="export or summarise the testers' feedback (see `mmdemo feedback --help`)")
     add_feedback_parsers(s)
     return parser
@@ -151,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("train", "eval"):  # their own parsers read every flag, --help included
+    if argv and argv[0] in ("train", "eval", "bench"):  # their own parsers read every flag, --help included
         args = build_parser().parse_args(argv[:1])
         args.rest = argv[1:]
     else:

@@ -1,0 +1,359 @@
+"""`mmdemo bench`: the naive way and mmdemo's serving path side by side, in one process and one run.
+
+For each scenario (a task and its model):
+- naive: the plain reference usage: one request at a time, the model called directly on one input, fp32;
+- list: the pipeline called once with every input (Python API batching);
+- in-process: 1, 8 and 32 threads calling the pipeline one input each (dynamic batching across callers);
+- http: 1, 8 and 32 `gradio_client` clients calling the running app on loopback.
+It prints throughput, p50/p95 latency, peak memory and the ratios to naive, and writes JSON (and a PNG plot when
+matplotlib is installed).
+
+    mmdemo bench                                   # the bundled models (VQA, captioner, classifiers, sounds)
+    mmdemo bench --scenarios vqa --requests 2048   # one scenario, more requests
+    mmdemo bench --scenarios blip-base             # a BLIP-base-sized captioner (random weights, built locally)
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmdemo.registry import ASSETS
+
+EXAMPLES = ASSETS / "examples"
+
+
+@dataclass
+class Scenario:
+    name: str
+    task: str
+    model: str
+    inputs: list  # one request's positional arguments each
+    params: dict = field(default_factory=dict)
+    endpoint: str | None = None  # the app's API name, when it can be called over HTTP
+    http_args: object = None  # request -> the endpoint's arguments
+    naive: object = None  # (scenario, inputs) -> None: runs them the naive way (None: the backend, one at a time)
+    requests: int = 256  # requests per phase (default)
+
+
+def _examples(folder: str, key: str = "image") -> list[dict]:
+    items = json.loads((EXAMPLES / folder / "examples.json").read_text())
+    return [{**it, key: str(EXAMPLES / folder / it[key])} for it in items]
+
+
+def _scenarios() -> dict[str, callable]:
+    def vqa():
+        inputs = [(e["image"], e["question"]) for e in _examples("easy-vqa")]
+        return Scenario("vqa", "visual-question-answering", "mmdemo-vqa-easy", inputs, {"top_k": 5}, "answer",
+                        lambda r: (_file(r[0]), r[1], "mmdemo-vqa-easy"), requests=1024)  # fmt: skip
+
+    def caption():
+        inputs = [(e["image"],) for e in _examples("scenes")]
+        return Scenario("caption", "image-to-text", "mmdemo-captioner", inputs, {"num_beams": 1}, "caption",
+                        lambda r: (_file(r[0]), "mmdemo-captioner", 3), requests=256)  # fmt: skip
+
+    def classify():
+        inputs = [(e["image"],) for e in _examples("scenes")]
+        return Scenario("classify", "image-classification", "mmdemo-scene-classifier", inputs, {"top_k": 5},
+                        "classify_image", lambda r: (_file(r[0]), "mmdemo-scene-classifier"), requests=512)  # fmt: skip
+
+    def sounds():
+        inputs = [(e["audio"],) for e in _examples("sounds", key="audio")]
+        return Scenario("sounds", "audio-classification", "mmdemo-sounds", inputs, {"top_k": 5}, "classify_audio",
+                        lambda r: (_file(r[0]), "mmdemo-sounds"), requests=512)  # fmt: skip
+
+    def blip_base():
+        inputs = [(str(p),) for p in sorted((EXAMPLES / "photos").glob("*.jpg"))]
+        params = {"num_beams": 1, "max_new_tokens": 20}
+        return Scenario("blip-base", "image-to-text", "bench-blip-base", inputs, params, naive=_naive_blip,
+                        requests=16)  # fmt: skip
+
+    return {"vqa": vqa, "caption": caption, "classify": classify, "sounds": sounds, "blip-base": blip_base}
+
+
+def _file(path: str):
+    from gradio_client import handle_file
+
+    return handle_file(path)
+
+
+# --- measuring ---
+
+
+def _reset_peak() -> None:
+    """Start a new peak-memory window (Linux: VmHWM back to the current RSS)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def drive(call, requests: list, clients: int) -> dict:
+    """`call(request)` for every request from `clients` threads at once; throughput, latency and peak memory."""
+    latencies, errors, lock = [], [], threading.Lock()
+
+    def worker(share):
+        for request in share:
+            start = time.perf_counter()
+            try:
+                call(request)
+            except Exception as e:
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}"[:200])
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - start)
+
+    shares = [requests[i::clients] for i in range(clients)]
+    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    _reset_peak()
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return _figures(latencies, wall, errors)
+
+
+def _figures(latencies: list[float], wall: float, errors: list[str]) -> dict:
+    ms = sorted(x * 1000 for x in latencies)
+    pick = (lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]) if ms else (lambda q: float("nan"))
+    return {
+        "n": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": round(wall, 3),
+        "throughput": round(len(latencies) / wall, 2),
+        "p50_ms": round(statistics.median(ms), 2) if ms else None,
+        "p95_ms": round(pick(0.95), 2),
+        "peak_mb": round(_peak_mb(), 1),
+    }
+
+
+# --- the paths ---
+
+
+def _naive_backend(scenario: Scenario):
+    """The reference usage of our own models: decode, check, one input per model call, fp32. Returns request -> None."""
+    from mmdemo.audio import load_audio
+    from mmdemo.backends import load_backend
+    from mmdemo.inputs import clean_question, load_image
+    from mmdemo.registry import find_model
+
+    backend = load_backend(find_model(scenario.task, scenario.model), "cpu")
+
+    def one(request) -> None:
+        if scenario.task == "audio-classification":
+            item = {"audio": load_audio(request[0]), "sampling_rate": 16_000}
+        else:
+            item = {"image": load_image(request[0])}
+            if len(request) > 1:
+                item["question"] = clean_question(request[1])
+        backend.validate(item)
+        backend([item], **scenario.params)
+
+    return one
+
+
+def _naive_blip(scenario: Scenario):
+    """Plain transformers: processor + generate, one image at a time, fp32, greedy. Returns request -> None."""
+    import torch
+    from PIL import Image
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    from mmdemo.registry import find_model
+
+    folder = find_model(scenario.task, scenario.model).path
+    model = BlipForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    processor = BlipProcessor.from_pretrained(folder)
+
+    def one(request) -> None:
+        with torch.no_grad():
+            inputs = processor(images=Image.open(request[0]).convert("RGB"), return_tensors="pt")
+            model.generate(**inputs, max_new_tokens=scenario.params["max_new_tokens"], do_sample=False)
+
+    return one
+
+
+def random_blip_base(out: Path) -> Path:
+    """A BlipForConditionalGeneration of BLIP-base's sizes (ViT-B/16 at 384 px, a BERT-base decoder, a 30,524-token
+    vocabulary) with random weights, its tokenizer and processor built in code: the speed of the real model, no
+    download."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30_517)] + ["[DEC]", "[DUMMY]"]
+    text = dict(vocab_size=len(words), bos_token_id=words.index("[DEC]"), pad_token_id=0, sep_token_id=3)
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(BlipConfig(text_config=text)).eval()
+    with torch.no_grad():  # default inits barely depend on the image; widen them so captions differ
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.02)
+    model.save_pretrained(out)
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, bos_token="[DEC]")
+    BlipProcessor(BlipImageProcessor(size={"height": 384, "width": 384}), tokenizer).save_pretrained(out)
+    return out
+
+
+def _catalog_with_blip(folder: Path) -> Path:
+    entry = f"""[[model]]
+name = "bench-blip-base"
+tasks = ["image-to-text"]
+backend = "transformers"
+runner = "blip-caption"
+path = "{folder.as_posix()}"
+offline = true
+dtype = "{os.environ.get("MMDEMO_BENCH_DTYPE", "auto")}"
+description = "BLIP-base-sized captioner with random weights (mmdemo bench)"
+"""
+    path = folder.parent / "catalog.toml"
+    path.write_text(entry)
+    return path
+
+
+def bench(names: list[str], clients: list[int], requests: int | None, http: bool) -> list[dict]:
+    """Every phase of every named scenario; returns one row of figures per phase (printed as they come)."""
+    scenarios, rows = _scenarios(), []
+    server = _start_app() if http else None
+    try:
+        for name in names:
+            if name == "blip-base" and not os.environ.get("MMDEMO_CATALOG"):
+                folder = random_blip_base(Path(tempfile.mkdtemp(prefix="mmdemo-bench-")) / "blip-base")
+                os.environ["MMDEMO_CATALOG"] = str(_catalog_with_blip(folder))
+            _bench_one(scenarios[name](), clients, requests, server, rows)
+    finally:
+        if server:
+            server[0].close()
+    return rows
+
+
+def _bench_one(s: Scenario, clients: list[int], requests: int | None, server, rows: list[dict]) -> None:
+    import mmdemo
+
+    def add(path: str, c: int, figures: dict) -> None:
+        rows.append({"scenario": s.name, "model": s.model, "path": path, "clients": c, **figures})
+        _print_row(rows[-1], rows)
+
+    n = requests or s.requests
+    work = [s.inputs[i % len(s.inputs)] for i in range(n)]
+    pipe = mmdemo.pipeline(s.task, s.model)
+    pipe(*work[0], **s.params)  # loaded and warm before any timing
+    naive = (s.naive or _naive_backend)(s)
+    add("naive", 1, drive(naive, work[: max(8, n // 4)], 1))
+    del naive
+    columns = [list(c) for c in zip(*work, strict=True)]
+    whole = drive(lambda _: pipe(*columns, **s.params), [None], 1)
+    add("list", 1, {**whole, "n": n, "throughput": round(n / whole["seconds"], 2), "p50_ms": None, "p95_ms": None})
+    for c in clients:
+        add("in-process", c, drive(lambda r: pipe(*r, **s.params), work, c))
+    if server and s.endpoint:
+        for c in clients:
+            add("http", c, _drive_http(server, s, work[: max(c * 4, n // 4)], c))
+
+
+def _start_app():
+    """The app, in this process, on a free loopback port: (demo, url)."""
+    import socket
+
+    from mmdemo import ui
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = ui.build_demo()
+    _, url, _ = ui.launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    return demo, url
+
+
+def _drive_http(server, s: Scenario, work: list, clients: int) -> dict:
+    from gradio_client import Client
+
+    pool = [Client(server[1], verbose=False) for _ in range(clients)]
+    local = threading.local()
+    counter = iter(range(clients))
+    lock = threading.Lock()
+
+    def call(request):
+        if not hasattr(local, "client"):
+            with lock:
+                local.client = pool[next(counter)]
+        local.client.predict(*s.http_args(request), api_name=f"/{s.endpoint}")
+
+    return drive(call, work, clients)
+
+
+def _print_row(row: dict, rows: list[dict]) -> None:
+    naive = next((r for r in rows if r["scenario"] == row["scenario"] and r["path"] == "naive"), None)
+    ratio = f"{row['throughput'] / naive['throughput']:6.1f}×" if naive and naive["throughput"] else "      "
+    p50 = "-" if row.get("p50_ms") is None else f"{row['p50_ms']:.1f}"
+    p95 = "-" if row.get("p95_ms") is None else f"{row['p95_ms']:.1f}"
+    print(
+        f"{row['scenario']:10} {row['path']:11} {row['clients']:>3} clients {row['n']:>6} req "
+        f"{row['throughput']:>9.1f} /s {ratio} p50 {p50:>8} ms p95 {p95:>8} ms peak {row['peak_mb']:>7.0f} MB"
+        + (f"  errors {row['errors']}: {row['first_error']}" if row.get("errors") else ""),
+        flush=True,
+    )
+
+
+def plot(rows: list[dict], out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        print("(no plot: pip install matplotlib)")
+        return False
+    names = list(dict.fromkeys(r["scenario"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        mine = [r for r in rows if r["scenario"] == name]
+        for path, style in (("in-process", "o-"), ("http", "s--")):
+            points = [(r["clients"], r["throughput"]) for r in mine if r["path"] == path]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=f"mmdemo {path}")
+        for path, color in (("naive", "gray"), ("list", "tab:green")):
+            for r in mine:
+                if r["path"] == path:
+                    ax.axhline(r["throughput"], color=color, ls=":", label=f"{path} ({r['throughput']:.0f}/s)")
+        ax.set(title=name, xlabel="concurrent clients", ylabel="requests / s", xscale="log", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="mmdemo bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--scenarios", default="vqa,caption,classify,sounds", help="comma-separated; also: blip-base")
+    p.add_argument("--clients", default="1,8,32", help="concurrent clients per phase")
+    p.add_argument("--requests", type=int, default=None, help="requests per phase (default: per scenario)")
+    p.add_argument("--no-http", action="store_true", help="skip the HTTP phases")
+    p.add_argument("--json", default="bench.json", help="where to write the figures")
+    p.add_argument("--plot", default="bench.png", help="where to draw them (needs matplotlib)")
+    args = p.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",")]
+    print(f"mmdemo bench on {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}", flush=True)
+    rows = bench(args.scenarios.split(","), clients, args.requests, not args.no_http)
+    Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
+    drawn = plot(rows, Path(args.plot))
+    print(f"wrote {args.json}" + (f" and {args.plot}" if drawn else ""))
