@@ -96,5 +96,6 @@ def test_pipeline_answers_under_concurrent_load_equal_one_at_a_time(examples):
         together = list(pool.map(lambda case: vqa(*case), cases))
     assert [[r["answer"] for r in result] for result in together] == [[r["answer"] for r in a] for a in alone]
     for got, want in zip(together, alone, strict=True):
-        assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-5)
+        # in bf16 (on CPUs that have it) a batch's sums round differently from one input's: equal to ~3 digits
+        assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=2e-3)
     assert max(vqa.backend._batcher.batch_sizes[before:]) > 1  # they were batched

@@ -45,10 +45,12 @@ def test_ui_never_imports_torch_or_transformers(path):
 
 
 def test_only_the_ui_module_imports_gradio():
+    """The benchmark may use gradio_client: its HTTP phase calls the app as users' scripts do."""
     offenders = [
         str(p.relative_to(ROOT))
         for p in PACKAGE.rglob("*.py")
-        if p != PACKAGE / "ui.py" and imported_modules(p) & {"gradio", "gradio_client"}
+        if p != PACKAGE / "ui.py"
+        and imported_modules(p) & ({"gradio"} if p.name == "bench.py" else {"gradio", "gradio_client"})
     ]
     assert offenders == []
 

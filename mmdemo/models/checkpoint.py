@@ -52,3 +52,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     tok_file = path / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
     return model.to(device).eval(), tokenizer, meta
+
+
+def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The same function, faster to run (eval mode only): each convolution's batch norm folded into its weights,
+    then every weight cast to `dtype`."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+    return model.to(dtype)

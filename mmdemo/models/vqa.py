@@ -52,7 +52,7 @@ class VQAModel(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) at image_size -> image tokens (B, N, C)."""
-        pixels = images.permute(0, 3, 1, 2).float().div(255)
+        pixels = images.permute(0, 3, 1, 2).to(self.pixel_mean.dtype).div(255)  # in the weights' dtype
         return self.image_encoder((pixels - self.pixel_mean) / self.pixel_std)
 
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
