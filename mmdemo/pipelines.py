@@ -292,6 +292,8 @@ def pipeline(task: str, model: str | None = None, device: str | None = None) -> 
         raise ValueError(f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
     if task not in PIPELINES:
         raise ValueError(f"no model serves {task!r} yet; tasks with models: {', '.join(PIPELINES)}")
+    if model is not None and not isinstance(model, str):
+        raise ValueError(f"model must be a name (or a checkpoint folder), not {type(model).__name__}")
     info = find_model(task, model)
     try:
         backend = _models.get((info.name, str(info.path), device), lambda: load_backend(info, device))

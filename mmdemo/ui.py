@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
+from gradio.route_utils import FnIndexInferError
 
 import mmdemo
 from mmdemo import feedback
@@ -197,7 +198,9 @@ def caption(
     _need(image, "upload an image")
     _forget(request, "caption")
     params = {"num_beams": int(num_beams), "max_new_tokens": 30}
-    if int(num_beams) > 1:  # beam search finishes every beam before it knows the best: nothing to stream
+    # beam search finishes every beam before it knows the best: nothing to stream; our own captioners answer in
+    # milliseconds: batched with other users' requests rather than streamed word by word
+    if int(num_beams) > 1 or _bundled(CAPTION, model):
         result, ms = run_model(CAPTION, model, image, **params)
         _remember(request, "caption", CAPTION, model, result, media=image, params=params)
         yield result[0]["generated_text"], _info("caption", ms, CAPTION, model)
@@ -208,6 +211,14 @@ def caption(
             yield text, "writing…"
     _remember(request, "caption", CAPTION, model, [{"generated_text": text}], media=image, params=params)
     yield text, _info("caption", (time.perf_counter() - start) * 1000, CAPTION, model)
+
+
+def _bundled(task: str, model: str | None) -> bool:
+    """Whether `model` is one of the models that ship with the app (False when unknown: the pipeline says why)."""
+    try:
+        return find_model(task, model or None).offline
+    except (ValueError, TypeError):
+        return False
 
 
 def classify_image(image: str | None, model: str | None = None, request: gr.Request = None, progress=DOWNLOADS):
@@ -315,7 +326,14 @@ def _ask_tab(tester: gr.Textbox) -> None:
     gr.Examples(examples, inputs=[image, question], label="Examples: easy-VQA test images (MIT)", examples_per_page=6)
     events = [
         _wire(ask, answer, [image, question, model], [answers, info], "answer"),
-        question.submit(answer, [image, question, model], [answers, info], api_name=False, concurrency_id="model"),
+        question.submit(
+            answer,
+            [image, question, model],
+            [answers, info],
+            api_name=False,
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,  # every event of the group: Gradio keeps the lowest limit it sees
+        ),
     ]
     if spoken:
         audio, asr_model = spoken
@@ -327,11 +345,17 @@ def _ask_tab(tester: gr.Textbox) -> None:
             [question],
             api_name="transcribe",
             concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
         )
         events += [
             heard,
             heard.success(
-                _answer_if_image, [image, question, model], [answers, info], api_name=False, concurrency_id="model"
+                _answer_if_image,
+                [image, question, model],
+                [answers, info],
+                api_name=False,
+                concurrency_id="model",
+                concurrency_limit=MODEL_CONCURRENCY,
             ),
         ]
     stop.click(None, cancels=events, api_name=False)  # closing a stream stops the model and frees its slot
@@ -436,6 +460,10 @@ def compare(
     _need(image, "upload an image")
     if not 2 <= len(models or []) <= MAX_COMPARED:
         raise gr.Error(f"Pick 2 to {MAX_COMPARED} models to compare.", title="Compare")
+    known = [m.name for m in list_models(task)]
+    unknown = next((m for m in models if not isinstance(m, str) or m not in known), None)
+    if unknown is not None:  # catalog names only: a folder path would load any checkpoint on the server
+        raise gr.Error(f"Unknown model {str(unknown)[:100]!r}; pick from: {', '.join(known)}.", title="Compare")
     rows = []
     for name in models:
         args = (image, question) if task == VQA else (image,)
@@ -660,6 +688,13 @@ def _routes() -> list:
     return [APIRoute("/healthz", healthz, methods=["GET"]), APIRoute("/readyz", readyz, methods=["GET"])]
 
 
+def _unknown_endpoint(request, exc):
+    """/run or /call with a name no public endpoint has: 404, where Gradio answers 500 and logs a traceback."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": "No such API endpoint."}, status_code=404)
+
+
 def _log_to_stderr() -> None:
     """mmdemo's log lines (one per request, and failures with their cause) on stderr, unless logging is set up."""
     root = logging.getLogger("mmdemo")
@@ -679,6 +714,7 @@ def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
     app_kwargs = kwargs.pop("app_kwargs", {})
     app_kwargs["routes"] = [*_routes(), *app_kwargs.get("routes", [])]
+    app_kwargs.setdefault("exception_handlers", {}).setdefault(FnIndexInferError, _unknown_endpoint)
     settings = {
         "share": False,
         "enable_monitoring": False,
