@@ -5,6 +5,7 @@ x 2 requests a batch); `python scripts/loadtest.py` runs the full 64 x 20 and pr
 """
 
 import importlib.util
+import logging
 
 import pytest
 from conftest import ROOT
@@ -35,6 +36,8 @@ def app(tmp_path_factory):
         from mmdemo import ui
 
         mp.setattr(ui, "_store", None)  # this module's database, not one another test opened
+        requests_log = logging.getLogger("mmdemo.requests")
+        mp.setattr(requests_log, "level", requests_log.level)  # start_app quiets it; put it back afterwards
         ui, demo, url = loadtest.start_app(home)
         try:
             yield ui, url, home

@@ -125,6 +125,7 @@ def test_one_log_line_per_request_with_its_outcome(caplog, tmp_path):
 
 def test_an_exception_inside_a_model_gives_a_message_and_the_next_request_works(caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="mmdemo")
+    caplog.set_level(logging.INFO, logger="mmdemo.requests")
     backend = mmdemo.pipeline("image-classification", "mmdemo-scene-classifier").backend
     real = type(backend).__call__
     monkeypatch.setattr(type(backend), "__call__", lambda self, items, **kw: 1 / 0)
