@@ -4,7 +4,7 @@ For each scenario (a task and its model):
 - naive: the plain reference usage: one request at a time, the model called directly on one input, fp32;
 - list: the pipeline called once with every input (Python API batching);
 - in-process: 1, 8 and 32 threads calling the pipeline one input each (dynamic batching across callers);
-- http: 1, 8 and 32 `gradio_client` clients calling the running app on loopback.
+- http: 1, 8 and 32 clients calling the running app on loopback over plain HTTP (Gradio's REST API).
 It prints throughput, p50/p95 latency, peak memory and the ratios to naive, and writes JSON (and a PNG plot when
 matplotlib is installed).
 
@@ -52,22 +52,22 @@ def _scenarios() -> dict[str, callable]:
     def vqa():
         inputs = [(e["image"], e["question"]) for e in _examples("easy-vqa")]
         return Scenario("vqa", "visual-question-answering", "mmdemo-vqa-easy", inputs, {"top_k": 5}, "answer",
-                        lambda r: (_file(r[0]), r[1], "mmdemo-vqa-easy"), requests=1024)  # fmt: skip
+                        lambda r: (r[0], r[1], "mmdemo-vqa-easy"), requests=1024)  # fmt: skip
 
     def caption():
         inputs = [(e["image"],) for e in _examples("scenes")]
         return Scenario("caption", "image-to-text", "mmdemo-captioner", inputs, {"num_beams": 1}, "caption",
-                        lambda r: (_file(r[0]), "mmdemo-captioner", 3), requests=256)  # fmt: skip
+                        lambda r: (r[0], "mmdemo-captioner", 3), requests=256)  # fmt: skip
 
     def classify():
         inputs = [(e["image"],) for e in _examples("scenes")]
         return Scenario("classify", "image-classification", "mmdemo-scene-classifier", inputs, {"top_k": 5},
-                        "classify_image", lambda r: (_file(r[0]), "mmdemo-scene-classifier"), requests=512)  # fmt: skip
+                        "classify_image", lambda r: (r[0], "mmdemo-scene-classifier"), requests=512)  # fmt: skip
 
     def sounds():
         inputs = [(e["audio"],) for e in _examples("sounds", key="audio")]
         return Scenario("sounds", "audio-classification", "mmdemo-sounds", inputs, {"top_k": 5}, "classify_audio",
-                        lambda r: (_file(r[0]), "mmdemo-sounds"), requests=512)  # fmt: skip
+                        lambda r: (r[0], "mmdemo-sounds"), requests=512)  # fmt: skip
 
     def blip_base():
         inputs = [(str(p),) for p in sorted((EXAMPLES / "photos").glob("*.jpg"))]
@@ -76,12 +76,6 @@ def _scenarios() -> dict[str, callable]:
                         requests=16)  # fmt: skip
 
     return {"vqa": vqa, "caption": caption, "classify": classify, "sounds": sounds, "blip-base": blip_base}
-
-
-def _file(path: str):
-    from gradio_client import handle_file
-
-    return handle_file(path)
 
 
 # --- measuring ---
@@ -285,18 +279,30 @@ def _start_app():
 
 
 def _drive_http(server, s: Scenario, work: list, clients: int) -> dict:
-    from gradio_client import Client
+    """`clients` threads calling the endpoint over plain HTTP (httpx, Gradio's REST API: POST /call/<name>, then read
+    its event stream), each with its own connection. Every example file is uploaded once beforehand, as a page
+    re-submitting the same upload does, so that what is measured is the endpoint."""
+    import httpx
 
-    pool = [Client(server[1], verbose=False) for _ in range(clients)]
+    base = server[1].rstrip("/") + "/gradio_api"
+    uploaded = {}
+    with httpx.Client(timeout=60) as http:
+        for request in work:
+            for arg in s.http_args(request):
+                if isinstance(arg, str) and Path(arg).is_file() and arg not in uploaded:
+                    with open(arg, "rb") as f:
+                        path = http.post(f"{base}/upload", files={"files": f}).raise_for_status().json()[0]
+                    uploaded[arg] = {"path": path, "meta": {"_type": "gradio.FileData"}}
     local = threading.local()
-    counter = iter(range(clients))
-    lock = threading.Lock()
 
-    def call(request):
-        if not hasattr(local, "client"):
-            with lock:
-                local.client = pool[next(counter)]
-        local.client.predict(*s.http_args(request), api_name=f"/{s.endpoint}")
+    def call(request) -> None:
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(timeout=120)
+        data = [uploaded.get(a, a) if isinstance(a, str) else a for a in s.http_args(request)]
+        event = local.http.post(f"{base}/call/{s.endpoint}", json={"data": data}).raise_for_status().json()
+        reply = local.http.get(f"{base}/call/{s.endpoint}/{event['event_id']}").raise_for_status().text
+        if "event: complete" not in reply:
+            raise RuntimeError(reply.strip().splitlines()[-1][:200])
 
     return drive(call, work, clients)
 

@@ -37,6 +37,13 @@ class ModelInfo:
 
 
 def _read(path: Path) -> list[ModelInfo]:
+    """The catalog file's entries, parsed once per version of the file (every request looks models up)."""
+    stat = path.stat()
+    return list(_parse(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(path: Path, _mtime_ns: int, _size: int) -> tuple[ModelInfo, ...]:
     models = []
     for entry in tomllib.loads(path.read_text())["model"]:
         entry = dict(entry)
@@ -46,7 +53,7 @@ def _read(path: Path) -> list[ModelInfo]:
         if known.get("path") and not Path(known["path"]).is_absolute():
             known["path"] = str(ASSETS / known["path"]) if path == CATALOG else str(path.parent / known["path"])
         models.append(ModelInfo(**known, extra=entry))
-    return models
+    return tuple(models)
 
 
 def catalog() -> list[ModelInfo]:
