@@ -3,12 +3,16 @@
 Tests never touch the network and, except test_accuracy, never need the shipped checkpoint.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import wave
 from pathlib import Path
 
@@ -175,3 +179,31 @@ def postgres_url():
     finally:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def served_app(home: Path, **env: str):
+    """`python app.py` as a user starts it, on a free loopback port, with `env` added (its log in home/server.log);
+    yields its URL (no trailing slash) once /healthz answers, and stops it afterwards."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+    with open(home / "server.log", "w") as log:
+        command = [sys.executable, "app.py", "--port", str(port)]
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            end = time.time() + 90
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/healthz", timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.time() > end:
+                        raise RuntimeError(
+                            f"the app did not start: {(home / 'server.log').read_text()[-2000:]}"
+                        ) from None
+                    time.sleep(0.3)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(15)

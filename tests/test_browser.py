@@ -9,13 +9,10 @@ Needs `apt-get install chromium` and `pip install playwright` (as .ci/run does);
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
-from conftest import EXAMPLES, ROOT, free_port
+from conftest import EXAMPLES, ROOT, served_app
 
 from mmdemo.feedback import open_store
 
@@ -52,27 +49,8 @@ def app(tmp_path_factory):
     """`python app.py` as a user starts it, with its own feedback database; yields (url, database path)."""
     home = tmp_path_factory.mktemp("browser-app")
     db = home / "feedback.db"
-    env = {**os.environ, "MMDEMO_FEEDBACK_DB": str(db), "GRADIO_TEMP_DIR": str(home / "uploads"), "HF_HUB_OFFLINE": "1"}
-    port = free_port()
-    log = open(home / "server.log", "w")  # noqa: SIM115 (closed below)
-    command = [sys.executable, "app.py", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        end = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > end:
-                    raise RuntimeError(f"the app did not start: {(home / 'server.log').read_text()[-2000:]}") from None
-                time.sleep(0.3)
-        yield url, db
-    finally:
-        server.terminate()
-        server.wait(15)
-        log.close()
+    with served_app(home, MMDEMO_FEEDBACK_DB=str(db), GRADIO_TEMP_DIR=str(home / "uploads")) as url:
+        yield url + "/", db
 
 
 def test_ask_rate_and_correct_in_a_browser(browser, app):

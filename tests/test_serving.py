@@ -2,11 +2,9 @@
 model that fails to load, an exception inside a model, out of memory, a full disk under the feedback store): each
 gives the user a clear message, the log the cause with a request id, and the next request succeeds."""
 
+import contextlib
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +12,7 @@ import urllib.request
 import gradio as gr
 import pytest
 import sqlalchemy as sa
-from conftest import EXAMPLES, ROOT, assert_user_message, free_port
+from conftest import EXAMPLES, assert_user_message, served_app
 
 import mmdemo
 from mmdemo import ui
@@ -37,32 +35,16 @@ def requests_logged(caplog) -> list[dict]:
 @pytest.fixture()
 def app_with_catalog(tmp_path):
     """Start `python app.py` with a user catalog (written by the test) and its own feedback database."""
-    servers = []
+    with contextlib.ExitStack() as servers:
 
-    def start(catalog: str | None = None) -> str:
-        env = {**os.environ, "MMDEMO_FEEDBACK_DB": str(tmp_path / "feedback.db"), "HF_HUB_OFFLINE": "1"}
-        if catalog:
-            (tmp_path / "catalog.toml").write_text(catalog)
-            env["MMDEMO_CATALOG"] = str(tmp_path / "catalog.toml")
-        port = free_port()
-        log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (the server writes it until the end)
-        servers.append((subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT), log))  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        end = time.time() + 90
-        while time.time() < end:
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=2)
-                return url
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError((tmp_path / "server.log").read_text()[-2000:])
+        def start(catalog: str | None = None) -> str:
+            env = {"MMDEMO_FEEDBACK_DB": str(tmp_path / "feedback.db")}
+            if catalog:
+                (tmp_path / "catalog.toml").write_text(catalog)
+                env["MMDEMO_CATALOG"] = str(tmp_path / "catalog.toml")
+            return servers.enter_context(served_app(tmp_path, **env))
 
-    yield start
-    for server, log in servers:
-        server.terminate()
-        server.wait(15)
-        log.close()
+        yield start
 
 
 def wait_ready(url: str, timeout: float = 90) -> tuple[int, dict]:
