@@ -208,20 +208,39 @@ def random_blip_base(out: Path) -> Path:
     return out
 
 
-def _catalog_with_blip(folder: Path) -> Path:
-    entry = f"""[[model]]
-name = "bench-blip-base"
-tasks = ["image-to-text"]
+def random_vit_b16(out: Path) -> Path:
+    """A ViTForImageClassification of ViT-B/16's sizes (224 px, 12 layers of 768, 1,000 classes) with random weights
+    and its image processor: the speed of google/vit-base-patch16-224, no download."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(num_labels=1000)).eval().save_pretrained(out)
+    ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(out)
+    return out
+
+
+def bench_catalog(folders: dict[str, Path], out: Path) -> Path:
+    """A catalog file (MMDEMO_CATALOG) naming the random models built above: {"bench-blip-base": folder, ...}."""
+    kinds = {
+        "bench-blip-base": ("image-to-text", "blip-caption", "BLIP-base-sized captioner"),
+        "bench-vit-b16": ("image-classification", "image-classifier", "ViT-B/16-sized classifier"),
+    }
+    entries = []
+    for name, folder in folders.items():
+        task, runner, what = kinds[name]
+        entries.append(f"""[[model]]
+name = "{name}"
+tasks = ["{task}"]
 backend = "transformers"
-runner = "blip-caption"
+runner = "{runner}"
 path = "{folder.as_posix()}"
 offline = true
 dtype = "{os.environ.get("MMDEMO_BENCH_DTYPE", "auto")}"
-description = "BLIP-base-sized captioner with random weights (mmdemo bench)"
-"""
-    path = folder.parent / "catalog.toml"
-    path.write_text(entry)
-    return path
+description = "{what} with random weights (mmdemo bench)"
+""")
+    out.write_text("\n".join(entries))
+    return out
 
 
 def bench(names: list[str], clients: list[int], requests: int | None, http: bool) -> list[dict]:
@@ -232,7 +251,7 @@ def bench(names: list[str], clients: list[int], requests: int | None, http: bool
         for name in names:
             if name == "blip-base" and not os.environ.get("MMDEMO_CATALOG"):
                 folder = random_blip_base(Path(tempfile.mkdtemp(prefix="mmdemo-bench-")) / "blip-base")
-                os.environ["MMDEMO_CATALOG"] = str(_catalog_with_blip(folder))
+                os.environ["MMDEMO_CATALOG"] = str(bench_catalog({"bench-blip-base": folder}, folder.parent / "c.toml"))
             _bench_one(scenarios[name](), clients, requests, server, rows)
     finally:
         if server:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from mmdemo.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from mmdemo.backends import Backend, load_backend
-from mmdemo.batching import MicroBatcher
+from mmdemo.batching import MAX_BATCH, MicroBatcher
 from mmdemo.cache import ModelCache, free_memory
 from mmdemo.errors import InputError, ModelError
 from mmdemo.inputs import clean_question, load_image
@@ -27,7 +27,7 @@ _streams = threading.BoundedSemaphore(MAX_STREAMS)
 
 class Pipeline:
     task: str
-    batch_size = 64  # inputs per backend call
+    batch_size = MAX_BATCH  # inputs per backend call (MMDEMO_MAX_BATCH; larger on a GPU)
 
     def __init__(self, info: ModelInfo, backend: Backend):
         self.info, self.backend = info, backend

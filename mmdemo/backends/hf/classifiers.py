@@ -21,6 +21,7 @@ from mmdemo.audio import resample
 from mmdemo.errors import InputError
 from mmdemo.registry import ModelInfo
 
+from .captioning import on_device
 from .loading import load_model, load_processor
 
 HYPOTHESIS = "a photo of {}."  # how a candidate label becomes a sentence for the text encoder
@@ -61,7 +62,8 @@ class HFImageClassifier:
 
     @torch.inference_mode()
     def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
-        pixels = self.processor(images=[it["image"] for it in items], return_tensors="pt")["pixel_values"]
+        images = [it["image"] for it in items]
+        pixels = self.processor(images, return_tensors="pt", **on_device(self.processor, self.device))["pixel_values"]
         logits = self.model(pixel_values=pixels.to(self.device, self.model.dtype)).logits  # (B, classes)
         return ranked(class_probs(logits, self.model.config), self.labels, top_k)
 
