@@ -58,6 +58,8 @@ class Pipeline:
         for n, item in enumerate(items):
             with _position(n, len(items)):
                 self.backend.validate(item)
+        if hasattr(self.backend, "prepare"):  # per-item work in this thread: concurrent callers do it in parallel
+            items = [self.backend.prepare(item) for item in items]
         out, batcher = [], batcher_of(self.backend, self.batch_size)
         for start in range(0, len(items), self.batch_size):
             try:
@@ -77,7 +79,10 @@ _batchers_lock = threading.Lock()
 
 
 def batcher_of(backend: Backend, max_batch: int) -> MicroBatcher:
-    """The backend's micro-batcher (made on first use): concurrent calls share its model calls."""
+    """The backend's micro-batcher (made on first use): concurrent calls share its model calls. A backend that batches
+    concurrent calls itself (a model server's, `batches_calls = True`) is called directly, many calls at once."""
+    if getattr(backend, "batches_calls", False):
+        return backend
     with _batchers_lock:
         if "_batcher" not in vars(backend):
             backend._batcher = MicroBatcher(backend, max_batch=max_batch)

@@ -112,8 +112,9 @@ def batch_stats(pipe) -> dict:
 
 
 def check_blip(folder: Path, seconds: float) -> None:
-    import mmdemo
     from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    import mmdemo
 
     images = [Image.open(p).convert("RGB") for p in PHOTOS]
     params = {"max_new_tokens": 20}
@@ -127,14 +128,33 @@ def check_blip(folder: Path, seconds: float) -> None:
 
     naive(images[0])
     row("blip-base", "naive", 1, *sequential(naive, images, 30 // QUICK + 1), dtype="fp32")
-    del model
+    model = None  # freed before the pipeline loads its own copy
     pipe = mmdemo.pipeline("image-to-text", "bench-blip-base")
     pipe(images, **params)  # warm: load, kernels, allocator
-    row("blip-base", "single", 1, *sequential(lambda im: pipe(im, **params), images, 50 // QUICK + 1), dtype=str(pipe.backend.model.dtype))
-    row("blip-base", "single", 1, *sequential(lambda p: pipe(str(p), **params), PHOTOS, 30 // QUICK + 1), input="jpeg file")
+    row(
+        "blip-base",
+        "single",
+        1,
+        *sequential(lambda im: pipe(im, **params), images, 50 // QUICK + 1),
+        dtype=str(pipe.backend.model.dtype),
+    )
+    row(
+        "blip-base",
+        "single",
+        1,
+        *sequential(lambda p: pipe(str(p), **params), PHOTOS, 30 // QUICK + 1),
+        input="jpeg file",
+    )
+    breakdown(pipe, images, params)
     for clients in (64, 512):
         pipe.backend._batcher.batch_sizes.clear()
-        row("blip-base", "load", clients, *under_load(lambda im: pipe(im, **params), images, clients, seconds), **batch_stats(pipe))
+        row(
+            "blip-base",
+            "load",
+            clients,
+            *under_load(lambda im: pipe(im, **params), images, clients, seconds),
+            **batch_stats(pipe),
+        )
     n = 2048 // QUICK
     start = time.perf_counter()
     out = pipe([images[i % len(images)] for i in range(n)], **params)
@@ -142,9 +162,31 @@ def check_blip(folder: Path, seconds: float) -> None:
     print(f"  caption of {PHOTOS[0].name}: {out[0][0]['generated_text'][:60]!r}")
 
 
+def breakdown(pipe, images: list, params: dict) -> None:
+    """Where a caption's time goes: the image processor (CPU, per image) and generate alone at batch 1 and 256."""
+    backend = pipe.backend
+    processor = type(backend.processor.image_processor).__name__
+    print(f"  attention: {backend.model.config._attn_implementation}  processor: {processor}")
+    start = time.perf_counter()
+    prepared = [backend.prepare({"image": images[i % len(images)]}) for i in range(64 // QUICK + 1)]
+    print(f"  image processor: {(time.perf_counter() - start) * 1000 / len(prepared):.2f} ms per image (one thread)")
+    for size in (1, 256 // QUICK):
+        pixels = torch.stack([prepared[i % len(prepared)]["pixel_values"] for i in range(size)])
+        pixels = pixels.to(backend.device, backend.model.dtype)
+        with torch.inference_mode():
+            backend.model.generate(pixel_values=pixels, do_sample=False, **params)
+            sync()
+            start = time.perf_counter()
+            ids = backend.model.generate(pixel_values=pixels, do_sample=False, **params)
+            sync()
+        ms = (time.perf_counter() - start) * 1000
+        print(f"  generate, batch {size}: {ms:.1f} ms for {ids.shape[1]} tokens ({ms / ids.shape[1]:.2f} ms a step)")
+
+
 def check_vit(folder: Path, seconds: float) -> None:
-    import mmdemo
     from transformers import ViTForImageClassification, ViTImageProcessor
+
+    import mmdemo
 
     images = [Image.open(p).convert("RGB") for p in PHOTOS]
     model = ViTForImageClassification.from_pretrained(folder, dtype=torch.float32).to(DEVICE).eval()
@@ -156,10 +198,11 @@ def check_vit(folder: Path, seconds: float) -> None:
 
     naive(images[0])
     row("vit-b16", "naive", 1, *sequential(naive, images, 50 // QUICK + 1), dtype="fp32")
-    del model
+    model = None  # freed before the pipeline loads its own copy
     pipe = mmdemo.pipeline("image-classification", "bench-vit-b16")
     pipe(images * 64)  # warm
     row("vit-b16", "single", 1, *sequential(pipe, images, 100 // QUICK + 1), dtype=str(pipe.backend.model.dtype))
+    print(f"  attention: {pipe.backend.model.config._attn_implementation}")
     for clients in (256, 1024):
         pipe.backend._batcher.batch_sizes.clear()
         row("vit-b16", "load", clients, *under_load(pipe, images, clients, seconds), **batch_stats(pipe))
@@ -185,7 +228,9 @@ def check_vqa(seconds: float) -> None:
 
     questions, truth, ids = get_test_questions()
     paths = get_test_image_paths()
-    items = [{"image": load_image(paths[i]), "question": clean_question(q)} for q, i in zip(questions, ids, strict=True)]
+    items = [
+        {"image": load_image(paths[i]), "question": clean_question(q)} for q, i in zip(questions, ids, strict=True)
+    ]
     info = find_model("visual-question-answering", "mmdemo-vqa-easy")
     answers = {}
     for dtype in ("float32", "bfloat16"):
@@ -208,7 +253,7 @@ def check_vqa(seconds: float) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--seconds", type=float, default=12, help="length of each load phase")
+    p.add_argument("--seconds", type=float, default=10, help="length of each load phase")
     p.add_argument("--json", default="gpu_check.json")
     p.add_argument("--checks", default="blip,vit,vqa")
     p.add_argument("--quick", action="store_true", help="64 times fewer requests (a dry run of the script on a CPU)")
@@ -236,9 +281,7 @@ def main() -> None:
             check(folders[f"bench-{'blip-base' if name == 'blip' else 'vit-b16'}"], args.seconds)
     if "vqa" in checks:
         check_vqa(args.seconds)
-    Path(args.json).write_text(
-        json.dumps({"date": time.strftime("%Y-%m-%d"), "device": name, "rows": ROWS}, indent=1)
-    )
+    Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "device": name, "rows": ROWS}, indent=1))
     print(f"wrote {args.json}")
 
 

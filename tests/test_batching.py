@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import mmdemo
+import mmdemo.inputs
 from mmdemo.batching import MicroBatcher
 
 
@@ -99,3 +100,12 @@ def test_pipeline_answers_under_concurrent_load_equal_one_at_a_time(examples):
         # in bf16 (on CPUs that have it) a batch's sums round differently from one input's: equal to ~3 digits
         assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=2e-3)
     assert max(vqa.backend._batcher.batch_sizes[before:]) > 1  # they were batched
+
+
+def test_prepared_inputs_give_the_results_of_raw_ones(examples):
+    """The pipeline resizes each image in its caller's thread (`prepare`); the backend takes either form."""
+    vqa = mmdemo.pipeline("visual-question-answering")
+    raw = [{"image": mmdemo.inputs.load_image(e["image"]), "question": e["question"]} for e in examples]
+    prepared = [vqa.backend.prepare(item) for item in raw]
+    assert all(item["pixels"].shape == (*[vqa.backend.model.config.image_size] * 2, 3) for item in prepared)
+    assert vqa.backend(prepared, top_k=3) == vqa.backend(raw, top_k=3)

@@ -5,6 +5,7 @@ mmdemo's batched results must equal plain transformers usage, one input at a tim
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import hf_tiny
 import numpy as np
@@ -190,3 +191,16 @@ def test_a_generation_that_runs_too_long_is_cut_at_the_time_cap(tmp_path, monkey
     finally:
         slow.remove()
     assert len(cut.split()) < len(full.split()) and full.startswith(cut)
+
+
+def test_captions_under_concurrent_load_equal_one_at_a_time(tmp_path, monkeypatch, tiny_models, images):
+    """Images are prepared (resized, normalised) in each caller's thread and batched across callers; the captions
+    equal the ones the backend gives each raw image alone."""
+    p = load_tiny(tmp_path, monkeypatch, tiny_models, CAPTION, "blip-caption", "tiny-blip-concurrent")
+    cases = images * 6
+    alone = [p.backend([{"image": im}], num_beams=1, max_new_tokens=8)[0] for im in cases]
+    before = len(p.backend._batcher.batch_sizes) if hasattr(p.backend, "_batcher") else 0
+    with ThreadPoolExecutor(9) as pool:
+        together = list(pool.map(lambda im: p(im, num_beams=1, max_new_tokens=8), cases))
+    assert together == alone
+    assert max(p.backend._batcher.batch_sizes[before:]) > 1

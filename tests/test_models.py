@@ -146,3 +146,25 @@ def test_checkpoint_loads_strictly(tmp_path):
 
     save_file(state, str(weights))
     load_checkpoint(out)  # and the intact file still loads
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_the_inference_form_computes_the_same_function(fusion):
+    """for_inference folds batch norms, moves ReLUs after max pooling and goes channels-last: same logits in fp32."""
+    import copy
+
+    from mmdemo.models.checkpoint import for_inference
+
+    model = tiny_model(fusion, "gru")
+    with torch.no_grad():  # batch norms with statistics of their own, so that folding them matters
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    model.eval()
+    fast = for_inference(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    images, ids = inputs(n_images=5)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(images, ids), model(images, ids), rtol=1e-4, atol=1e-5)

@@ -46,7 +46,26 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
     return ImageOps.pad(fitted, (size, size), Image.Resampling.BILINEAR, color=image.getpixel((0, 0)))
 
 
-class NativeVQA:
+def _square(item: dict, size: int) -> np.ndarray:
+    """The item's image fitted to size×size, uint8 (size, size, 3): made by `prepare` when the pipeline ran it."""
+    pixels = item.get("pixels")
+    return pixels if pixels is not None else np.asarray(fit_square(item["image"], size))
+
+
+def _pixels(items: list[dict], size: int, device) -> torch.Tensor:
+    """uint8 (B, size, size, 3) from the items' images."""
+    return torch.from_numpy(np.stack([_square(it, size) for it in items])).to(device)
+
+
+class SquareImages:
+    """`prepare`: each image resized in its caller's thread, before batching (concurrent callers do it in
+    parallel; the batch's model call then only stacks them)."""
+
+    def prepare(self, item: dict) -> dict:
+        return {**item, "pixels": _square(item, self.model.config.image_size)}
+
+
+class NativeVQA(SquareImages):
     """Answers questions with a VQAModel checkpoint; scores are softmax probabilities."""
 
     def __init__(self, info: ModelInfo, device: str | None = None):
@@ -67,10 +86,9 @@ class NativeVQA:
 
     @torch.inference_mode()
     def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
-        size = self.model.config.image_size
-        images = np.stack([np.asarray(fit_square(it["image"], size)) for it in items])  # (B, H, W, 3)
+        images = _pixels(items, self.model.config.image_size, self.device)  # (B, H, W, 3)
         ids, _ = encode_batch(self.tokenizer, [it["question"] for it in items])
-        logits = self.model(torch.from_numpy(images).to(self.device), torch.tensor(ids, device=self.device))
+        logits = self.model(images, torch.tensor(ids, device=self.device))
         scores, index = logits.float().softmax(-1).topk(min(top_k, len(self.answers)))
         return [
             [{"answer": self.answers[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
@@ -78,12 +96,7 @@ class NativeVQA:
         ]
 
 
-def _pixels(items: list[dict], size: int, device) -> torch.Tensor:
-    """uint8 (B, size, size, 3) from the items' PIL images."""
-    return torch.from_numpy(np.stack([np.asarray(fit_square(it["image"], size)) for it in items])).to(device)
-
-
-class NativeModel:
+class NativeModel(SquareImages):
     """A checkpoint loaded once on its device; images need no check beyond the pipeline's."""
 
     def __init__(self, info: ModelInfo, device: str | None = None):

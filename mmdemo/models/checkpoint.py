@@ -56,7 +56,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The same function, faster to run (eval mode only): each convolution's batch norm folded into its weights,
-    then every weight cast to `dtype`."""
+    each ReLU followed by max pooling moved after it (the same values: ReLU is monotonic; it then sees a quarter of
+    the pixels), convolution weights channels-last (the layout images arrive in), every weight cast to `dtype`."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
@@ -66,4 +67,6 @@ def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Mo
                 if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
                     module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
                     module[i + 1] = nn.Identity()
-    return model.to(dtype)
+                if isinstance(module[i], nn.ReLU) and isinstance(module[i + 1], nn.MaxPool2d):
+                    module[i], module[i + 1] = module[i + 1], module[i]
+    return model.to(dtype, memory_format=torch.channels_last)

@@ -20,12 +20,20 @@ def to_model(batch, model) -> dict:
     }
 
 
-def on_device(processor, device) -> dict:
-    """The image processor's `device` option where it can resize and normalise on the model's GPU (its torchvision
-    backend): pixels then never queue behind one CPU thread, which is what caps a GPU's images per second."""
-    images = getattr(processor, "image_processor", processor)
-    torchvision = getattr(images, "backend", None) == "torchvision" or type(images).__name__.endswith("Fast")
-    return {"device": device} if torchvision and device.type == "cuda" else {}
+def pixel_batch(processor, items: list[dict]) -> torch.Tensor:
+    """(B, 3, H, W) pixels: the ones `prepare` made for each item, else the image processor's on the whole batch."""
+    if all("pixel_values" in it for it in items):
+        return torch.stack([it["pixel_values"] for it in items])
+    return processor([it["image"] for it in items], return_tensors="pt")["pixel_values"]
+
+
+class ImagePixels:
+    """`prepare`: each image resized and normalised by the image processor in its caller's thread, before
+    batching: concurrent callers do it in parallel, and the batch's model call only stacks the results."""
+
+    def prepare(self, item: dict) -> dict:
+        images = getattr(self.processor, "image_processor", self.processor)
+        return {**item, "pixel_values": images([item["image"]], return_tensors="pt")["pixel_values"][0]}
 
 
 class HFRunner:
@@ -42,15 +50,17 @@ class HFRunner:
         pass
 
 
-class Captioner(HFRunner):
+class Captioner(ImagePixels, HFRunner):
     """Image in, caption out: the processor makes fixed-size pixels, so a batch is one generate call."""
 
     @torch.inference_mode()
     def __call__(self, items: list[dict], num_beams: int = 1, max_new_tokens: int = 30) -> list[list[dict]]:
-        images = [it["image"] for it in items]
-        batch = self.processor.image_processor(images, return_tensors="pt", **on_device(self.processor, self.device))
+        pixels = pixel_batch(self.processor.image_processor, items)
         ids = self.model.generate(
-            **to_model(batch, self.model), num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False
+            **to_model({"pixel_values": pixels}, self.model),
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
         )  # (B, T)
         texts = self.processor.batch_decode(ids, skip_special_tokens=True)
         return [[{"generated_text": text.strip()}] for text in texts]

@@ -21,7 +21,7 @@ from mmdemo.audio import resample
 from mmdemo.errors import InputError
 from mmdemo.registry import ModelInfo
 
-from .captioning import on_device
+from .captioning import ImagePixels, pixel_batch
 from .loading import load_model, load_processor
 
 HYPOTHESIS = "a photo of {}."  # how a candidate label becomes a sentence for the text encoder
@@ -48,7 +48,7 @@ def id2labels(config) -> list[str]:
     return [config.id2label[i] for i in range(len(config.id2label))]
 
 
-class HFImageClassifier:
+class HFImageClassifier(ImagePixels):
     """An image classifier (AutoModelForImageClassification) with its image processor; labels from id2label."""
 
     def __init__(self, info: ModelInfo, device: str | None = None):
@@ -62,8 +62,7 @@ class HFImageClassifier:
 
     @torch.inference_mode()
     def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
-        images = [it["image"] for it in items]
-        pixels = self.processor(images, return_tensors="pt", **on_device(self.processor, self.device))["pixel_values"]
+        pixels = pixel_batch(self.processor, items)
         logits = self.model(pixel_values=pixels.to(self.device, self.model.dtype)).logits  # (B, classes)
         return ranked(class_probs(logits, self.model.config), self.labels, top_k)
 
