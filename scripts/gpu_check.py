@@ -167,12 +167,15 @@ def breakdown(pipe, images: list, params: dict) -> None:
     backend = pipe.backend
     processor = type(backend.processor.image_processor).__name__
     print(f"  attention: {backend.model.config._attn_implementation}  processor: {processor}")
-    start = time.perf_counter()
-    prepared = [backend.prepare({"image": images[i % len(images)]}) for i in range(64 // QUICK + 1)]
-    print(f"  image processor: {(time.perf_counter() - start) * 1000 / len(prepared):.2f} ms per image (one thread)")
-    for size in (1, 256 // QUICK):
-        pixels = torch.stack([prepared[i % len(prepared)]["pixel_values"] for i in range(size)])
+    from mmdemo.backends.hf.captioning import pixel_batch
+
+    items = [backend.prepare({"image": images[i % len(images)]}) for i in range(256 // QUICK)]
+    for size in (1, len(items)):
+        start = time.perf_counter()
+        pixels = pixel_batch(backend.processor.image_processor, items[:size], backend.device)
         pixels = pixels.to(backend.device, backend.model.dtype)
+        sync()
+        print(f"  pixels, batch {size}: {(time.perf_counter() - start) * 1000:.1f} ms (after prepare in the callers)")
         with torch.inference_mode():
             backend.model.generate(pixel_values=pixels, do_sample=False, **params)
             sync()

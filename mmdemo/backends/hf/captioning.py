@@ -20,18 +20,31 @@ def to_model(batch, model) -> dict:
     }
 
 
-def pixel_batch(processor, items: list[dict]) -> torch.Tensor:
+def on_device(processor, device) -> dict:
+    """The image processor's `device` option where it can resize and normalise on the model's GPU (its torchvision
+    backend): a whole batch there costs less than one image on a CPU thread."""
+    images = getattr(processor, "image_processor", processor)
+    torchvision = getattr(images, "backend", None) == "torchvision" or type(images).__name__.endswith("Fast")
+    return {"device": device} if torchvision and device.type == "cuda" else {}
+
+
+def pixel_batch(processor, items: list[dict], device) -> torch.Tensor:
     """(B, 3, H, W) pixels: the ones `prepare` made for each item, else the image processor's on the whole batch."""
     if all("pixel_values" in it for it in items):
         return torch.stack([it["pixel_values"] for it in items])
-    return processor([it["image"] for it in items], return_tensors="pt")["pixel_values"]
+    images = [it["image"] for it in items]
+    return processor(images, return_tensors="pt", **on_device(processor, device))["pixel_values"]
 
 
 class ImagePixels:
-    """`prepare`: each image resized and normalised by the image processor in its caller's thread, before
-    batching: concurrent callers do it in parallel, and the batch's model call only stacks the results."""
+    """`prepare`: on a CPU, each image resized and normalised by the image processor in its caller's thread, before
+    batching: concurrent callers do it in parallel, and the batch's model call only stacks the results. On a GPU
+    that processes images, the batch's images are processed there together instead (measured 4× faster on an
+    H200 for ViT-B/16: scripts/gpu_check.py)."""
 
     def prepare(self, item: dict) -> dict:
+        if on_device(self.processor, self.device):
+            return item
         images = getattr(self.processor, "image_processor", self.processor)
         return {**item, "pixel_values": images([item["image"]], return_tensors="pt")["pixel_values"][0]}
 
@@ -55,7 +68,7 @@ class Captioner(ImagePixels, HFRunner):
 
     @torch.inference_mode()
     def __call__(self, items: list[dict], num_beams: int = 1, max_new_tokens: int = 30) -> list[list[dict]]:
-        pixels = pixel_batch(self.processor.image_processor, items)
+        pixels = pixel_batch(self.processor.image_processor, items, self.device)
         ids = self.model.generate(
             **to_model({"pixel_values": pixels}, self.model),
             num_beams=num_beams,

@@ -62,7 +62,7 @@ class HFImageClassifier(ImagePixels):
 
     @torch.inference_mode()
     def __call__(self, items: list[dict], top_k: int = 5) -> list[list[dict]]:
-        pixels = pixel_batch(self.processor, items)
+        pixels = pixel_batch(self.processor, items, self.device)
         logits = self.model(pixel_values=pixels.to(self.device, self.model.dtype)).logits  # (B, classes)
         return ranked(class_probs(logits, self.model.config), self.labels, top_k)
 
