@@ -9,16 +9,35 @@ from mmdemo.feedback import FORMATS as FEEDBACK_FORMATS  # mmdemo.feedback impor
 
 
 def _serve(args) -> None:
+    if args.ray:
+        from mmdemo.serving.ray_app import run  # ray is imported only here
+
+        run(args.host, args.port, args.models, args.replicas, args.ray_address)
+        return
     from mmdemo.ui import launch  # gradio is imported only for this subcommand
 
     launch(host=args.host, port=args.port)
 
 
-def add_serve_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--host", default=os.environ.get("MMDEMO_HOST", "127.0.0.1"), help="address (env MMDEMO_HOST)")
+def add_ray_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--ray", action="store_true", help="serve on Ray Serve: each model in its own deployment")
     p.add_argument(
-        "--port", type=int, default=int(os.environ.get("MMDEMO_PORT", "7860")), help="port (env MMDEMO_PORT)"
+        "--ray-address", default=None, help="Ray cluster to join (default: env RAY_ADDRESS, else start one here)"
     )
+    p.add_argument(
+        "--models", default=None, help="with --ray: comma-separated catalog names to deploy (default: the bundled ones)"
+    )
+    p.add_argument("--replicas", type=int, default=1, help="with --ray: replicas of each model deployment")
+    return p
+
+
+def add_serve_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    # Gradio's own variables count too: Hugging Face Spaces set GRADIO_SERVER_NAME=0.0.0.0
+    env = os.environ.get
+    host = env("MMDEMO_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1"
+    port = int(env("MMDEMO_PORT") or env("GRADIO_SERVER_PORT") or "7860")
+    p.add_argument("--host", default=host, help="address (env MMDEMO_HOST, else GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=port, help="port (env MMDEMO_PORT, else GRADIO_SERVER_PORT)")
     return p
 
 
@@ -125,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = add_serve_args(sub.add_parser("serve", help="run the web demo (what `python app.py` does)"))
+    add_ray_args(s)
     s.set_defaults(func=_serve)
 
     s = sub.add_parser("models", help="list the model catalog, one line a model")

@@ -205,6 +205,22 @@ def test_serve_flags_override_the_environment(monkeypatch):
     assert (args.host, args.port) == ("127.0.0.2", 8123)
 
 
+def test_gradio_server_variables_are_honoured(monkeypatch):
+    """Hugging Face Spaces set GRADIO_SERVER_NAME=0.0.0.0: the app must listen there, not on loopback."""
+    import argparse
+
+    from mmdemo.cli import add_serve_args
+
+    for name in ("MMDEMO_HOST", "MMDEMO_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    args = add_serve_args(argparse.ArgumentParser()).parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 7861)
+    monkeypatch.setenv("MMDEMO_HOST", "127.0.0.3")  # ours first
+    assert add_serve_args(argparse.ArgumentParser()).parse_args([]).host == "127.0.0.3"
+
+
 EXAMPLES_ROOT = ROOT / "assets" / "examples"
 
 
