@@ -46,7 +46,7 @@ def _models(args) -> None:
 
     for m in list_models(args.task):
         default = f"  [default: {', '.join(m.default_for)}]" if m.default_for else ""
-        where = "offline" if m.offline else "hub"
+        where = "offline" if m.offline else ("remote" if m.backend == "openai" else "hub")
         print(f"{m.name:28} {','.join(m.tasks):41} {m.backend:17} {where:7} {m.size:>8}  {m.license}{default}")
 
 

@@ -142,6 +142,8 @@ def revision_of(info: ModelInfo) -> str:
         return "sha256:" + digest.hexdigest()[:16]
     if info.hub_id:
         return "main"
+    if info.extra.get("served_model"):  # a model on an OpenAI-compatible server
+        return f"{info.extra['served_model']}@{info.extra.get('base_url', '?')}"
     package = info.extra.get("weights_package")
     if package:
         from importlib.metadata import PackageNotFoundError, version

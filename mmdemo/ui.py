@@ -24,6 +24,7 @@ from mmdemo.errors import StoreError
 from mmdemo.feedback.recent import RecentResults
 from mmdemo.inputs import MAX_QUESTION_CHARS
 from mmdemo.registry import ASSETS, TASKS, find_model, list_models, revision_of
+from mmdemo.zerogpu import gpu
 
 log = logging.getLogger("mmdemo.ui")
 VQA, CAPTION = "visual-question-answering", "image-to-text"
@@ -36,6 +37,7 @@ MODEL_CONCURRENCY = int(os.environ.get("MMDEMO_CONCURRENCY", "32"))
 QUEUE_SIZE = int(os.environ.get("MMDEMO_QUEUE_SIZE", "64"))  # requests waiting beyond this get a "queue full" message
 MAX_FILE_SIZE = os.environ.get("MMDEMO_MAX_FILE_SIZE", "10mb")  # per uploaded file: larger ones get HTTP 413
 DELETE_CACHE = (1800, 3 * 3600)  # every 30 min, delete uploads and outputs older than 3 h (feedback reads them)
+GPU_SECONDS = 90  # on a ZeroGPU Space, the GPU time asked for per call (hub models may load and generate a while)
 DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
 
 
@@ -137,11 +139,24 @@ def send_feedback(
     return f"Saved {vote} (#{row['id']}). Thank you!"
 
 
+@gpu(duration=GPU_SECONDS)
+def _predict(task: str, model: str | None, *args, **kwargs):
+    """One pipeline call (on a ZeroGPU Space, in a worker that holds a GPU; elsewhere, right here)."""
+    return mmdemo.pipeline(task, model=model or None)(*args, **kwargs)
+
+
+@gpu(duration=GPU_SECONDS)
+def _stream(task: str, model: str | None, *args, **kwargs):
+    """A pipeline's stream (on a ZeroGPU Space, in a worker that holds a GPU)."""
+    yield from mmdemo.pipeline(task, model=model or None).stream(*args, **kwargs)
+
+
 def run_model(task: str, model: str | None, *args, **kwargs) -> tuple[object, float]:
-    """Run one request through the pipeline: its result and latency (ms)."""
+    """Run one request through the pipeline: its result and latency (ms). Errors, logs and session records stay in
+    this process (a ZeroGPU worker's memory is lost)."""
     start = time.perf_counter()
     with user_errors(task, model):
-        result = mmdemo.pipeline(task, model=model or None)(*args, **kwargs)
+        result = _predict(task, model, *args, **kwargs)
     return result, (time.perf_counter() - start) * 1000
 
 
@@ -181,7 +196,7 @@ def answer(image: str | None, question: str, model: str | None = None, request: 
         pipe = mmdemo.pipeline(VQA, model=model or None)
         if pipe.streams:
             text = ""
-            for text in pipe.stream(image, question):
+            for text in _stream(VQA, model, image, question):
                 yield text, "writing…"
             _remember(request, "ask", VQA, model, [{"answer": text}], question=question, media=image, params={})
             yield text, _info(text, (time.perf_counter() - start) * 1000, VQA, model)
@@ -207,7 +222,7 @@ def caption(
         return
     start, text = time.perf_counter(), ""
     with user_errors(CAPTION, model):
-        for text in mmdemo.pipeline(CAPTION, model=model or None).stream(image):
+        for text in _stream(CAPTION, model, image):
             yield text, "writing…"
     _remember(request, "caption", CAPTION, model, [{"generated_text": text}], media=image, params=params)
     yield text, _info("caption", (time.perf_counter() - start) * 1000, CAPTION, model)
@@ -257,7 +272,7 @@ def transcribe(audio: str | None, model: str | None = None, progress=DOWNLOADS):
     """Speech to text: the transcript of a recorded or uploaded question, streamed as it is decoded."""
     _need(audio, "record or upload your question")
     with user_errors(ASR, model):
-        yield from mmdemo.pipeline(ASR, model=model or None).stream(audio)
+        yield from _stream(ASR, model, audio)
 
 
 def _image_input() -> gr.Image:
@@ -705,29 +720,48 @@ def _log_to_stderr() -> None:
         root.setLevel(logging.INFO)
 
 
-def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7860, **kwargs):
-    """Load the default models, then serve with a shared demo's settings. kwargs go to `Blocks.launch` and override
-    them (prevent_thread_lock=True in tests)."""
+SERVER_SETTINGS = {  # a shared demo's settings, in launch() and mount() alike
+    "enable_monitoring": False,
+    "max_file_size": MAX_FILE_SIZE,
+    "allowed_paths": [],
+    "footer_links": ["api"],
+    "show_error": True,  # gr.Error messages reach users; unexpected errors become our own gr.Error anyway
+}
+
+
+def _start(demo: gr.Blocks | None) -> gr.Blocks:
+    """Log to stderr, load the default models in the background, and queue the demo's events."""
     _log_to_stderr()
     threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
+    return demo
+
+
+def launch(demo: gr.Blocks | None = None, host: str = "127.0.0.1", port: int = 7860, **kwargs):
+    """Load the default models, then serve with a shared demo's settings. kwargs go to `Blocks.launch` and override
+    them (prevent_thread_lock=True in tests)."""
+    demo = _start(demo)
     app_kwargs = kwargs.pop("app_kwargs", {})
     app_kwargs["routes"] = [*_routes(), *app_kwargs.get("routes", [])]
     app_kwargs.setdefault("exception_handlers", {}).setdefault(FnIndexInferError, _unknown_endpoint)
-    settings = {
-        "share": False,
-        "enable_monitoring": False,
-        "max_file_size": MAX_FILE_SIZE,
-        "strict_cors": True,
-        "allowed_paths": [],
-        "footer_links": ["api"],
-        "show_error": True,  # gr.Error messages reach users; unexpected errors become our own gr.Error anyway
-    }
+    settings = {"share": False, "strict_cors": True, **SERVER_SETTINGS}
     blocked = [*kwargs.pop("blocked_paths", []), *_feedback_paths()]
     return demo.launch(
         server_name=host, server_port=port, blocked_paths=blocked, app_kwargs=app_kwargs, **{**settings, **kwargs}
     )
+
+
+def mount(app, demo: gr.Blocks | None = None, path: str = "/"):
+    """Serve the demo inside an existing FastAPI `app` (the Ray Serve ingress, mmdemo.serving.ray_app) as launch()
+    serves it: the same queue, concurrency, upload limit and blocked paths, /healthz and /readyz, the default models
+    loading in the background. Returns the app, to serve with any ASGI server."""
+    demo = _start(demo)
+    for route in reversed(_routes()):  # first, so that nothing of Gradio's shadows them
+        app.router.routes.insert(0, route)
+    app_kwargs = {"exception_handlers": {FnIndexInferError: _unknown_endpoint}}
+    blocked = _feedback_paths()
+    return gr.mount_gradio_app(app, demo, path, blocked_paths=blocked, app_kwargs=app_kwargs, **SERVER_SETTINGS)
 
 
 def _feedback_paths() -> list[str]:

@@ -1,4 +1,5 @@
-"""bf16 against fp32 for our VQA model on the whole easy-VQA test split: throughput, accuracy and agreement.
+"""bf16 and int8 (dynamic quantisation of the linear and recurrent layers) against fp32 for our VQA model on the whole
+easy-VQA test split: throughput, accuracy and agreement.
 
     python scripts/precision_check.py
 
@@ -29,8 +30,10 @@ def main() -> None:
     ]
     info = find_model("visual-question-answering", "mmdemo-vqa-easy")
     answers = {}
-    for dtype in ("float32", "bfloat16"):
-        backend = load_backend(dataclasses.replace(info, dtype=dtype), "cpu")
+    for dtype in ("float32", "bfloat16", "int8"):
+        backend = load_backend(dataclasses.replace(info, dtype="float32" if dtype == "int8" else dtype), "cpu")
+        if dtype == "int8":  # weights of Linear and GRU layers in int8, activations quantised on the fly
+            backend.model = torch.ao.quantization.quantize_dynamic(backend.model, {torch.nn.Linear, torch.nn.GRU})
         backend(items[:BATCH])  # warm
         start = time.perf_counter()
         out = [r for s in range(0, len(items), BATCH) for r in backend(items[s : s + BATCH], top_k=1)]
@@ -38,8 +41,9 @@ def main() -> None:
         answers[dtype] = [r[0]["answer"] for r in out]
         accuracy = sum(a == t for a, t in zip(answers[dtype], truth, strict=True)) / len(items)
         print(f"{dtype:9} {len(items) / seconds:6.0f} answers/s (batches of {BATCH})  accuracy {accuracy:.4%}")
-    same = sum(a == b for a, b in zip(answers["float32"], answers["bfloat16"], strict=True))
-    print(f"bf16 gives fp32's answer for {same} of {len(items)} questions ({same / len(items):.2%})")
+    for dtype in ("bfloat16", "int8"):
+        same = sum(a == b for a, b in zip(answers["float32"], answers[dtype], strict=True))
+        print(f"{dtype} gives fp32's answer for {same} of {len(items)} questions ({same / len(items):.2%})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The durable feedback store: testers' votes, comments and corrections, with the input media, in SQLite or PostgreSQL.
 
     from mmdemo.feedback import open_store
-    store = open_store()  # env MMDEMO_FEEDBACK_DB, else ~/.local/share/mmdemo/feedback.db
+    store = open_store()  # env MMDEMO_FEEDBACK_DB, else $MMDEMO_DATA_DIR/feedback.db, else /data/mmdemo/feedback.db
+                          # on a Hugging Face Space with storage at /data, else ~/.local/share/mmdemo/feedback.db
     row = store.submit({"key": click_id, "task": "image-to-text", "model": "blip", "output": result, "rating": 1},
                        media="photo.png")
 

@@ -26,6 +26,7 @@ SQLITE_PRAGMAS = (  # on every new connection; busy_timeout first, so that switc
 )
 MIGRATION_LOCK = 0x6D6D64656D6F  # PostgreSQL advisory-lock key ("mmdemo") held while the schema is migrated
 UPDATABLE = ("rating", "comment", "correction", "tester", "updated_at")  # what a repeated key changes, if any differ
+SPACE_STORAGE = Path("/data")  # where Hugging Face Spaces mount persistent storage
 
 
 def _feedback_columns() -> list[sa.Column]:
@@ -108,8 +109,12 @@ def database_url(url: str | None = None) -> str:
 
 
 def default_path() -> Path:
-    """$MMDEMO_DATA_DIR/feedback.db, else ~/.local/share/mmdemo/feedback.db (or under $XDG_DATA_HOME)."""
-    data = os.environ.get("MMDEMO_DATA_DIR") or Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "mmdemo"
+    """$MMDEMO_DATA_DIR/feedback.db; on a Hugging Face Space (env SPACE_ID) with writable storage mounted at /data,
+    /data/mmdemo/feedback.db; else ~/.local/share/mmdemo/feedback.db (or under $XDG_DATA_HOME)."""
+    data = os.environ.get("MMDEMO_DATA_DIR")
+    if not data and os.environ.get("SPACE_ID") and SPACE_STORAGE.is_dir() and os.access(SPACE_STORAGE, os.W_OK):
+        data = SPACE_STORAGE / "mmdemo"  # a Space's own disk is wiped at every restart; /data is kept
+    data = data or Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "mmdemo"
     return Path(data).expanduser() / "feedback.db"
 
 
