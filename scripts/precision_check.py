@@ -3,6 +3,9 @@ easy-VQA test split: throughput, accuracy and agreement.
 
     python scripts/precision_check.py
 
+int8 is measured, not used: dynamic quantisation scales activations over the whole batch, so one user's answer would
+depend on the requests batched with it.
+
 The catalog's `cpu_bf16 = true` for mmdemo-vqa-easy rests on these figures (bf16 runs only where the CPU computes
 it natively; elsewhere the model stays fp32).
 """

@@ -9,6 +9,8 @@ import torch
 from mmdemo.device import resolve_device
 from mmdemo.registry import ModelInfo
 
+# No int8: dynamic quantisation scales activations over the whole batch, so with dynamic batching a user's caption
+# would depend on the other users' images batched with it (tiny BLIP: batched captions differ from one at a time)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GENERATION_SECONDS = 60.0  # a generation stops after this long, whatever its length: a shared slot is not held forever
 
