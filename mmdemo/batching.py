@@ -17,14 +17,20 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from mmdemo import metrics
+
 MAX_BATCH = int(os.environ.get("MMDEMO_MAX_BATCH", "64"))  # inputs per model call
 MAX_WAIT_S = float(os.environ.get("MMDEMO_BATCH_WAIT_MS", "2")) / 1000  # the longest a request waits for company
 IDLE_S = 30.0  # a worker with nothing to do for this long ends (a new call starts another)
 
 
 class MicroBatcher:
-    def __init__(self, fn: Callable[..., list], max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S):
+    def __init__(
+        self, fn: Callable[..., list], max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S, name: str = "other"
+    ):
         self.fn = weakref.ref(fn)  # weak: an unloaded model is freed at once, whatever its batcher does
+        label = metrics.model_label(name)  # the model's name, in mmdemo.metrics
+        self.queued, self.sizes = metrics.BATCH_QUEUE_DEPTH.labels(label), metrics.BATCH_SIZE.labels(label)
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self.requests: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -36,6 +42,7 @@ class MicroBatcher:
         if not items:
             return []
         future: Future = Future()
+        self.queued.inc()
         self.requests.put((_key(params), items, params, future))
         self._ensure_worker()
         return future.result()
@@ -51,7 +58,7 @@ class MicroBatcher:
         while True:
             if not waiting:
                 try:
-                    waiting.append(self.requests.get(timeout=IDLE_S))
+                    waiting.append(self._take(timeout=IDLE_S))
                 except queue.Empty:
                     with self.lock:  # nothing came: end, unless a caller just put a request (it sees us alive)
                         if self.requests.empty():
@@ -60,6 +67,12 @@ class MicroBatcher:
                     continue
             batch, waiting = self._form(waiting)
             self._run(batch)
+
+    def _take(self, timeout: float) -> tuple:
+        """The next request, waiting at most `timeout` seconds (0: only one already there), or queue.Empty."""
+        request = self.requests.get(timeout=timeout) if timeout > 0 else self.requests.get_nowait()
+        self.queued.dec()
+        return request
 
     def _form(self, waiting: list) -> tuple[list, list]:
         """The first waiting request and every compatible one that arrives within the wait, up to max_batch inputs;
@@ -71,13 +84,13 @@ class MicroBatcher:
         deadline = time.perf_counter() + self.max_wait_s
         while size < self.max_batch:
             try:
-                request = self.requests.get_nowait()  # whatever has arrived
+                request = self._take(timeout=0)  # whatever has arrived
             except queue.Empty:
                 timeout = deadline - time.perf_counter()
                 if not (self.crowded or len(batch) > 1) or timeout <= 0:
                     break  # a lone caller goes at once; company is waited for only under load
                 try:
-                    request = self.requests.get(timeout=timeout)
+                    request = self._take(timeout=timeout)
                 except queue.Empty:
                     break
             if request[0] == key and size + len(request[1]) <= self.max_batch:
@@ -90,6 +103,7 @@ class MicroBatcher:
     def _run(self, batch: list) -> None:
         items = [item for _, request_items, _, _ in batch for item in request_items]
         self.batch_sizes = [*self.batch_sizes[-999:], len(items)]
+        self.sizes.observe(len(items))
         self.crowded = len(batch) > 1
         try:
             fn = self.fn()

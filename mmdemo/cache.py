@@ -8,6 +8,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
+from mmdemo import metrics
+
 
 def model_bytes(backend) -> int:
     """Bytes of a backend's torch weights and buffers (0 for backends without a torch model)."""
@@ -41,7 +43,8 @@ class ModelCache:
         """The backend for key, loaded on first use; others are evicted if the budget is passed."""
         with self._lock:  # one load per model, however many requests arrive at once
             if key not in self._models:
-                self._models[key] = load()
+                with metrics.model_load(key[0]):
+                    self._models[key] = load()
                 self._sizes[key] = model_bytes(self._models[key])
                 self._evict(keep=key)
             self._models.move_to_end(key)
@@ -55,6 +58,7 @@ class ModelCache:
 
     def _drop(self, key: tuple) -> None:
         del self._models[key], self._sizes[key]
+        metrics.MODELS_LOADED.dec()
         free_memory()
 
     def loaded(self) -> list[tuple]:

@@ -12,6 +12,7 @@ import os
 import threading
 from contextlib import contextmanager
 
+from mmdemo import metrics
 from mmdemo.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from mmdemo.backends import Backend, load_backend
 from mmdemo.batching import MAX_BATCH, MicroBatcher
@@ -45,7 +46,7 @@ class Pipeline:
         if not self.streams:
             yield whole()
             return
-        with _streams:
+        with _streams, metrics.STREAMS_ACTIVE.track_inprogress():
             empty = True
             for text in self.backend.stream(item, **options):
                 empty = False
@@ -54,7 +55,11 @@ class Pipeline:
                 yield ""
 
     def run(self, items: list[dict], **params) -> list:
-        """Check every item (before any model call), then run them in batches."""
+        """Check every item (before any model call), then run them in batches (timed, failures counted: metrics)."""
+        with metrics.pipeline_call(self.task, self.info.name):
+            return self._run(items, **params)
+
+    def _run(self, items: list[dict], **params) -> list:
         for n, item in enumerate(items):
             with _position(n, len(items)):
                 self.backend.validate(item)
@@ -85,7 +90,8 @@ def batcher_of(backend: Backend, max_batch: int) -> MicroBatcher:
         return backend
     with _batchers_lock:
         if "_batcher" not in vars(backend):
-            backend._batcher = MicroBatcher(backend, max_batch=max_batch)
+            name = getattr(getattr(backend, "info", None), "name", "other")
+            backend._batcher = MicroBatcher(backend, max_batch=max_batch, name=name)
         return backend._batcher
 
 

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
+from fastapi import Request
 from gradio.route_utils import FnIndexInferError
 
 import mmdemo
-from mmdemo import feedback
+from mmdemo import feedback, metrics
 from mmdemo.errors import StoreError
 from mmdemo.feedback.recent import RecentResults
 from mmdemo.inputs import MAX_QUESTION_CHARS
@@ -69,6 +70,7 @@ def user_errors(task: str, model: str | None, failure: str = "The model failed o
         ms = round((time.perf_counter() - start) * 1000, 1)
         line = {"request": request, "task": task, "model": model or "default", "ms": ms, "outcome": outcome}
         requests_log.info(json.dumps(line))
+        metrics.record_request(task, model, outcome, ms / 1000)
 
 
 # --- feedback: what each session was shown is kept here, server-side; testers rate it by its tab ("slot") ---
@@ -201,7 +203,8 @@ def answer(image: str | None, question: str, model: str | None = None, request: 
             _remember(request, "ask", VQA, model, [{"answer": text}], question=question, media=image, params={})
             yield text, _info(text, (time.perf_counter() - start) * 1000, VQA, model)
             return
-    result, ms = run_model(VQA, model, image, question, top_k=5)
+        result = _predict(VQA, model, image, question, top_k=5)  # in the same block: one log line a request
+    ms = (time.perf_counter() - start) * 1000
     _remember(request, "ask", VQA, model, result, question=question, media=image, params={"top_k": 5})
     yield {r["answer"]: r["score"] for r in result}, _info(result[0]["answer"], ms, VQA, model)
 
@@ -696,11 +699,31 @@ def readyz():
     return JSONResponse(status, status_code=200 if not problems else 503)
 
 
+def metrics_page(request: Request):
+    """Prometheus metrics of this process (mmdemo.metrics), for a Prometheus server to scrape."""
+    from fastapi.responses import Response
+
+    body, content_type = metrics.render(request.headers.get("accept", ""))
+    return Response(body, media_type=content_type)
+
+
+def _queue_depth(demo: gr.Blocks) -> float:
+    """Events waiting in Gradio's queue: len() of its Queue (private, but what its own status messages report)."""
+    try:
+        return len(demo._queue)
+    except (AttributeError, RuntimeError):  # no queue; a concurrency group added while counting
+        return float("nan")
+
+
 def _routes() -> list:
     """Our own HTTP routes beside Gradio's (added first, so nothing of Gradio's shadows them)."""
     from fastapi.routing import APIRoute
 
-    return [APIRoute("/healthz", healthz, methods=["GET"]), APIRoute("/readyz", readyz, methods=["GET"])]
+    return [
+        APIRoute("/healthz", healthz, methods=["GET"]),
+        APIRoute("/readyz", readyz, methods=["GET"]),
+        APIRoute("/metrics", metrics_page, methods=["GET"], include_in_schema=False),
+    ]
 
 
 def _unknown_endpoint(request, exc):
@@ -735,6 +758,7 @@ def _start(demo: gr.Blocks | None) -> gr.Blocks:
     threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
+    metrics.QUEUE_DEPTH.set_function(lambda: _queue_depth(demo))
     return demo
 
 

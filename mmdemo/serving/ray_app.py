@@ -13,9 +13,11 @@ import json
 import threading
 
 from ray import serve
+from ray.serve import metrics as serve_metrics
 
 from mmdemo.backends import load_backend
 from mmdemo.batching import MAX_BATCH
+from mmdemo.metrics import BATCH_BUCKETS
 from mmdemo.registry import catalog, find_model
 from mmdemo.serving.remote import decode_item, serve_remotely
 
@@ -43,6 +45,9 @@ class ModelDeployment:
         # decorated here, not on the class: each instance has its own batch queue (the class's would be shared)
         self._batch = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s)(self._run)
         self._sizes: list[int] = []
+        self._size_metric = serve_metrics.Histogram(  # Ray exports it as ray_mmdemo_batch_size{deployment, replica}
+            "mmdemo_batch_size", description="Inputs per model call of a replica", boundaries=list(BATCH_BUCKETS)
+        )
 
     def validate(self, item: dict) -> None:
         self.backend.validate(decode_item(item))
@@ -59,6 +64,7 @@ class ModelDeployment:
     async def _run(self, items: list[dict], params: list[dict]) -> list:
         """One batch: the inputs of concurrent calls (@serve.batch gathers them), each with its call's params."""
         self._sizes = [*self._sizes[-999:], len(items)]
+        self._size_metric.observe(len(items))
         return await asyncio.to_thread(run_grouped, self.backend, items, params)
 
     def batch_sizes(self) -> list[int]:
