@@ -131,13 +131,13 @@ def test_bad_feedback_gets_a_message_and_later_feedback_still_works(client, stor
 def test_feedback_is_taken_while_the_model_queue_is_full(app, client, store, monkeypatch):
     ui = app[0]
     ask(client)  # a result to rate, before the models get stuck
-    release, real = threading.Event(), ui.run_model
+    release, real = threading.Event(), ui._predict
 
     def stuck(*args, **kwargs):
         release.wait(60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ui, "run_model", stuck)
+    monkeypatch.setattr(ui, "_predict", stuck)
     others = [Client(app[1], verbose=False) for _ in range(6)]
     try:
         jobs = [c.submit(handle_file(str(IMAGE)), "what shape?", None, api_name="/answer") for c in others]
