@@ -14,7 +14,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1
-# Serve on every interface. The app passes MMDEMO_HOST/MMDEMO_PORT to Gradio, so GRADIO_SERVER_NAME alone would not do.
+# Serve on every interface (the app reads MMDEMO_HOST first, then Gradio's GRADIO_SERVER_NAME).
 ENV GRADIO_SERVER_NAME=0.0.0.0 MMDEMO_HOST=0.0.0.0 MMDEMO_PORT=7860
 # The feedback database is /data/feedback.db, on the volume below (MMDEMO_FEEDBACK_DB overrides it). The Hugging Face
 # cache stays inside the image: models baked in with MODELS, and those fetched at run time.
