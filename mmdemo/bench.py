@@ -237,6 +237,7 @@ runner = "{runner}"
 path = "{folder.as_posix()}"
 offline = true
 dtype = "{os.environ.get("MMDEMO_BENCH_DTYPE", "auto")}"
+cpu_bf16 = true
 description = "{what} with random weights (mmdemo bench)"
 """)
     out.write_text("\n".join(entries))

@@ -50,3 +50,23 @@ def test_ast_hears_a_siren():
 def test_whisper_base_transcribes_speech(speak):
     text = mmdemo.pipeline("automatic-speech-recognition", model="whisper-base")(str(speak("what color is the circle")))
     assert "color is the circle" in text["text"].lower()
+
+
+@pytest.mark.parametrize("name", ["blip-image-captioning-base", "blip-image-captioning-large"])
+def test_bf16_captions_agree_with_fp32(name):
+    """Entries with cpu_bf16 run in bf16 on CPUs that have it: their captions of the example photos must agree with
+    fp32's (the same caption for at least 4 of the 5 photos)."""
+    import dataclasses
+
+    from mmdemo.backends import load_backend
+    from mmdemo.inputs import load_image
+    from mmdemo.registry import find_model
+
+    info = find_model("image-to-text", name)
+    items = [{"image": load_image(p)} for p in sorted(PHOTOS.glob("*.jpg"))]
+    captions = {
+        dtype: [r[0]["generated_text"] for r in load_backend(dataclasses.replace(info, dtype=dtype), "cpu")(items)]
+        for dtype in ("float32", "bfloat16")
+    }
+    same = sum(a == b for a, b in zip(captions["float32"], captions["bfloat16"], strict=True))
+    assert same >= 4, captions

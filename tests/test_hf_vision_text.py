@@ -204,3 +204,17 @@ def test_captions_under_concurrent_load_equal_one_at_a_time(tmp_path, monkeypatc
         together = list(pool.map(lambda im: p(im, num_beams=1, max_new_tokens=8), cases))
     assert together == alone
     assert max(p.backend._batcher.batch_sizes[before:]) > 1
+
+
+def test_cpu_bf16_entries_load_in_bf16_where_the_cpu_has_it(tmp_path, monkeypatch, tiny_models):
+    import torch
+
+    path = str(tiny_models["blip-caption"])
+    catalog_entry(tmp_path, monkeypatch, "tiny-blip-bf16", CAPTION, "blip-caption", path=path, cpu_bf16=True)
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    p = mmdemo.pipeline(CAPTION, model="tiny-blip-bf16", device="cpu")
+    assert p.backend.model.dtype == (torch.bfloat16 if native else torch.float32)
+    assert p(Image.new("RGB", (40, 30), "red"), max_new_tokens=4)[0]["generated_text"] is not None
+    mmdemo.unload("tiny-blip-bf16")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert mmdemo.pipeline(CAPTION, model="tiny-blip-bf16", device="cpu").backend.model.dtype == torch.float32

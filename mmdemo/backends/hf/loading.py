@@ -29,12 +29,15 @@ def source(info: ModelInfo) -> tuple[str, dict]:
     return info.hub_id, {**kwargs, "local_files_only": offline()}
 
 
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """ "auto": bf16 on GPUs that have it (else fp16), fp32 on CPU; or the dtype named."""
+def pick_dtype(name: str, device: torch.device, cpu_bf16: bool = False) -> torch.dtype:
+    """ "auto": bf16 on GPUs that have it (else fp16); on CPU fp32, or bf16 for models whose catalog entry says
+    `cpu_bf16 = true` where the CPU computes bf16 natively (AVX512-BF16, AMX); or the dtype named."""
     if name != "auto":
         return DTYPES[name]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if cpu_bf16 and device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
     return torch.float32
 
 
@@ -42,7 +45,7 @@ def load_model(model_cls, info: ModelInfo, device: str | None = None, **kwargs):
     """model_cls.from_pretrained at the right place, dtype and device, in eval mode; generation capped in time."""
     where = resolve_device(device)
     name, options = source(info)
-    dtype = pick_dtype(info.dtype, where)
+    dtype = pick_dtype(info.dtype, where, bool(info.extra.get("cpu_bf16")))
     if info.extra.get("device_map") and where.type == "cuda":  # larger than one GPU: accelerate spreads it
         model = model_cls.from_pretrained(name, dtype=dtype, device_map=info.extra["device_map"], **options, **kwargs)
         where = model.device
