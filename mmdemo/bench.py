@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,7 +301,8 @@ def _start_app():
 
 def _drive_http(server, s: Scenario, work: list, clients: int) -> dict:
     """`clients` threads calling the endpoint over plain HTTP (httpx, Gradio's REST API: POST /call/<name>, then read
-    its event stream), each with its own connection. Every example file is uploaded once beforehand, as a page
+    its event stream), each with its own connection and session (Gradio builds a session's state once: a client
+    without one pays that on every call). Every example file is uploaded once beforehand, as a page
     re-submitting the same upload does, so that what is measured is the endpoint."""
     import httpx
 
@@ -316,10 +318,11 @@ def _drive_http(server, s: Scenario, work: list, clients: int) -> dict:
     local = threading.local()
 
     def call(request) -> None:
-        if not hasattr(local, "http"):
-            local.http = httpx.Client(timeout=120)
+        if not hasattr(local, "http"):  # each client: its own connection and session, as a browser tab or gradio_client
+            local.http, local.session = httpx.Client(timeout=120), uuid.uuid4().hex
         data = [uploaded.get(a, a) if isinstance(a, str) else a for a in s.http_args(request)]
-        event = local.http.post(f"{base}/call/{s.endpoint}", json={"data": data}).raise_for_status().json()
+        body = {"data": data, "session_hash": local.session}
+        event = local.http.post(f"{base}/call/{s.endpoint}", json=body).raise_for_status().json()
         reply = local.http.get(f"{base}/call/{s.endpoint}/{event['event_id']}").raise_for_status().text
         if "event: complete" not in reply:
             raise RuntimeError(reply.strip().splitlines()[-1][:200])

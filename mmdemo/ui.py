@@ -38,6 +38,10 @@ MODEL_CONCURRENCY = int(os.environ.get("MMDEMO_CONCURRENCY", "32"))
 QUEUE_SIZE = int(os.environ.get("MMDEMO_QUEUE_SIZE", "64"))  # requests waiting beyond this get a "queue full" message
 MAX_FILE_SIZE = os.environ.get("MMDEMO_MAX_FILE_SIZE", "10mb")  # per uploaded file: larger ones get HTTP 413
 DELETE_CACHE = (1800, 3 * 3600)  # every 30 min, delete uploads and outputs older than 3 h (feedback reads them)
+# Gradio summarises up to 10,000 past events with pandas after every event, for its /monitoring page (off here): a
+# cost that grew to most of a request's CPU under load. Once in a million events, over the last 100, is plenty.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
 GPU_SECONDS = 90  # on a ZeroGPU Space, the GPU time asked for per call (hub models may load and generate a while)
 DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
 
