@@ -23,17 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from screenshot import free_port  # noqa: E402  (scripts/, beside this one)
+
 from mmdemo.bench import _drive_http, _scenarios  # noqa: E402
 
 MODEL = "mmdemo-vqa-easy"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_ready(url: str, timeout: float = 180) -> None:
@@ -61,7 +55,7 @@ def measure(url: str, clients: int, requests: int, single: int) -> dict:
 
 
 def single_process(args) -> dict:
-    port, home = _free_port(), tempfile.mkdtemp(prefix="mmdemo-bench-")
+    port, home = free_port(), tempfile.mkdtemp(prefix="mmdemo-bench-")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MMDEMO_FEEDBACK_DB": f"{home}/feedback.db"}
     with open(f"{home}/server.log", "w") as log:
         server = subprocess.Popen(
@@ -86,7 +80,7 @@ def on_ray(args) -> dict:
     env = {"HF_HUB_OFFLINE": "1", "MMDEMO_FEEDBACK_DB": f"{home}/feedback.db", "GRADIO_ANALYTICS_ENABLED": "False"}
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     try:
-        port = _free_port()
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         model = {"num_replicas": args.replicas, "ray_actor_options": {"num_cpus": args.cpus / args.replicas}}
         app = build_app({"models": {MODEL: model}, "ui": {"ray_actor_options": {"num_cpus": 0}}})

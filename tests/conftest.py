@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import wave
 from pathlib import Path
@@ -60,6 +61,15 @@ def examples() -> list[dict]:
 @pytest.fixture(scope="session")
 def example_image(examples) -> Path:
     return examples[0]["image"]
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    """GET a JSON route of the app: (status, body), error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def free_port() -> int:

@@ -9,14 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, VQA, free_port
+from conftest import EXAMPLES, ROOT, VQA, free_port, get_json
 from PIL import Image
 
 import mmdemo
@@ -205,14 +203,6 @@ def test_a_model_error_on_the_server_reaches_the_pipeline_as_its_local_message(r
 # --- the whole app on a real local Ray ---
 
 
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 @pytest.fixture(scope="module")
 def ray_app(tmp_path_factory):
     """The app on a local Ray (2 CPUs, loopback): the VQA model and the scene classifier in their own deployments
@@ -249,9 +239,9 @@ def test_the_app_on_ray_serve_answers_and_batches_concurrent_users(ray_app, vqa_
     from gradio_client import Client, handle_file
     from ray import serve
 
-    assert _get(ray_app + "/healthz") == (200, {"status": "ok"})
+    assert get_json(ray_app + "/healthz") == (200, {"status": "ok"})
     end = time.time() + 60
-    while (ready := _get(ray_app + "/readyz"))[0] != 200 and time.time() < end:
+    while (ready := get_json(ray_app + "/readyz"))[0] != 200 and time.time() < end:
         time.sleep(0.5)
     assert ready == (200, {"ready": True, "problems": {}})
 

@@ -6,26 +6,16 @@ import contextlib
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 
 import gradio as gr
 import pytest
 import sqlalchemy as sa
-from conftest import EXAMPLES, assert_user_message, served_app
+from conftest import EXAMPLES, assert_user_message, get_json, served_app
 
 import mmdemo
 from mmdemo import ui
 
 IMAGE = str(EXAMPLES / "5.png")
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def requests_logged(caplog) -> list[dict]:
@@ -50,7 +40,7 @@ def app_with_catalog(tmp_path):
 def wait_ready(url: str, timeout: float = 90) -> tuple[int, dict]:
     end = time.time() + timeout
     while True:
-        status, body = get(url + "/readyz")
+        status, body = get_json(url + "/readyz")
         if status == 200 or body["problems"].get("models") != "still loading" or time.time() > end:
             return status, body
         time.sleep(0.5)
@@ -58,7 +48,7 @@ def wait_ready(url: str, timeout: float = 90) -> tuple[int, dict]:
 
 def test_liveness_and_readiness(app_with_catalog, tmp_path):
     url = app_with_catalog()
-    assert get(url + "/healthz") == (200, {"status": "ok"})
+    assert get_json(url + "/healthz") == (200, {"status": "ok"})
     assert wait_ready(url) == (200, {"ready": True, "problems": {}})
 
 
