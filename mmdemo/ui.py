@@ -3,17 +3,46 @@
 
 import hmac
 import html
+import importlib.abc
+import importlib.machinery
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class _NoStubRewrite(importlib.abc.MetaPathFinder):
+    """Importing gradio 6 re-derives the type stub (.pyi) of each of its ~80 component classes from their parsed
+    source (gradio.component_meta.create_or_modify_pyi): about 1 s of the 3 s import, for files only editors read, and
+    a write into site-packages where they differ. This finder makes that function a no-op as its module loads."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "gradio.component_meta":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_without_stubs(module):
+            exec_module(module)
+            module.create_or_modify_pyi = lambda *args, **kwargs: None
+
+        spec.loader.exec_module = exec_without_stubs
+        return spec
+
+
+if "gradio" not in sys.modules:
+    sys.meta_path.insert(0, _NoStubRewrite())
 
 import gradio as gr
 from fastapi import Request
@@ -534,8 +563,21 @@ TABS = {  # tab title -> (task, builder); a tab shows when its task has a model
 }
 
 
+@contextmanager
+def _no_throwaway_apps():
+    """Gradio builds a FastAPI app in gr.Blocks(), again at the end of its `with` block and again in queue(), and
+    throws each away: launch() and gr.mount_gradio_app() build the app that serves. Each costs ~0.25 s of startup
+    (FastAPI analyses ~170 routes), so while the demo is built and queued, building one is skipped."""
+    create_app = vars(gr.routes.App)["create_app"]
+    gr.routes.App.create_app = staticmethod(lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        gr.routes.App.create_app = create_app
+
+
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="mmdemo: multimodal models", delete_cache=DELETE_CACHE) as demo:
+    with _no_throwaway_apps(), gr.Blocks(title="mmdemo: multimodal models", delete_cache=DELETE_CACHE) as demo:
         with gr.Row():
             gr.Markdown(
                 "# mmdemo\nAsk about, caption and classify images, and classify sounds, with our own "
@@ -761,7 +803,8 @@ def _start(demo: gr.Blocks | None) -> gr.Blocks:
     _log_to_stderr()
     threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
-    demo.queue(max_size=QUEUE_SIZE, api_open=False)
+    with _no_throwaway_apps():
+        demo.queue(max_size=QUEUE_SIZE, api_open=False)
     metrics.QUEUE_DEPTH.set_function(lambda: _queue_depth(demo))
     return demo
 

@@ -192,6 +192,29 @@ def test_app_py_serves_on_the_port_from_the_environment(tmp_path):
         log.close()
 
 
+def test_startup_skips_gradios_stub_rewrite_and_throwaway_apps():
+    """Importing the UI leaves gradio's .pyi stubs alone, and building and queueing the demo builds no FastAPI app
+    (launch builds the one that serves); gradio's own functions are back afterwards."""
+    code = """
+from mmdemo import ui
+import gradio.component_meta, gradio.routes
+assert gradio.component_meta.create_or_modify_pyi(object, 'x', []) is None
+create_app, built = vars(gradio.routes.App)['create_app'], []
+gradio.routes.App.create_app = staticmethod(lambda *a, **k: built.append(1) or create_app(*a, **k))
+demo = ui.build_demo()
+with ui._no_throwaway_apps():
+    demo.queue()
+assert not built and demo.app is None, built
+gradio.routes.App.create_app = create_app
+demo.launch(prevent_thread_lock=True, server_port=PORT)
+assert demo.app is not None and vars(gradio.routes.App)['create_app'] is create_app
+demo.close()
+print('ok')
+""".replace("PORT", str(free_port()))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
 def test_serve_flags_override_the_environment(monkeypatch):
     import argparse
 
