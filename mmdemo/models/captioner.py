@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mmdemo.models.encoders import CNNImageEncoder
+from mmdemo.models.encoders import CNNImageEncoder, normalize_pixels
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Captioner(nn.Module):
 
     def encode_image(self, images: torch.Tensor):
         """uint8 (B, H, W, 3) -> decoder context: the image vector (B, hidden) and the LSTM's first (h, c)."""
-        pixels = (images.permute(0, 3, 1, 2).to(self.pixel_mean.dtype).div(255) - self.pixel_mean) / self.pixel_std
+        pixels = normalize_pixels(images, self.pixel_mean, self.pixel_std)
         image = torch.relu(self.image_proj(self.image_encoder(pixels).flatten(1)))  # (B, hidden)
         h, c = torch.tanh(self.init_state(image)).chunk(2, dim=-1)
         return image, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous())

@@ -12,6 +12,7 @@ from torch import nn
 
 from mmdemo.models.audio_classifier import AudioClassifier, AudioClassifierConfig
 from mmdemo.models.captioner import Captioner, CaptionerConfig
+from mmdemo.models.encoders import MaxPool2x2
 from mmdemo.models.image_classifier import ImageClassifier, ImageClassifierConfig
 from mmdemo.models.vqa import VQAConfig, VQAModel
 
@@ -57,7 +58,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The same function, faster to run (eval mode only): each convolution's batch norm folded into its weights,
     each ReLU followed by max pooling moved after it (the same values: ReLU is monotonic; it then sees a quarter of
-    the pixels), convolution weights channels-last (the layout images arrive in), every weight cast to `dtype`."""
+    the pixels), 2×2 max pooling as MaxPool2x2, convolution weights channels-last (the layout images arrive in), every
+    weight cast to `dtype`."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
@@ -69,4 +71,7 @@ def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Mo
                     module[i + 1] = nn.Identity()
                 if isinstance(module[i], nn.ReLU) and isinstance(module[i + 1], nn.MaxPool2d):
                     module[i], module[i + 1] = module[i + 1], module[i]
+            for i, layer in enumerate(module):
+                if isinstance(layer, nn.MaxPool2d) and (layer.kernel_size, layer.stride, layer.padding) == (2, 2, 0):
+                    module[i] = MaxPool2x2()
     return model.to(dtype, memory_format=torch.channels_last)

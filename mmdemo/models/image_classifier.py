@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmdemo.models.decoders import ClassifierDecoder
-from mmdemo.models.encoders import CNNImageEncoder
+from mmdemo.models.encoders import CNNImageEncoder, normalize_pixels
 
 
 @dataclass
@@ -39,6 +39,6 @@ class ImageClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> logits (B, classes); max and mean pooling over the grid."""
-        pixels = (images.permute(0, 3, 1, 2).to(self.pixel_mean.dtype).div(255) - self.pixel_mean) / self.pixel_std
+        pixels = normalize_pixels(images, self.pixel_mean, self.pixel_std)
         tokens = self.image_encoder(pixels)  # (B, N, C)
         return self.decoder(torch.cat([tokens.amax(1), tokens.mean(1)], dim=-1))

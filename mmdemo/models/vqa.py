@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmdemo.models.decoders import ClassifierDecoder
-from mmdemo.models.encoders import CNNImageEncoder, RNNTextEncoder
+from mmdemo.models.encoders import CNNImageEncoder, RNNTextEncoder, normalize_pixels
 from mmdemo.models.fusion import FUSIONS
 
 
@@ -52,8 +52,7 @@ class VQAModel(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) at image_size -> image tokens (B, N, C)."""
-        pixels = images.permute(0, 3, 1, 2).to(self.pixel_mean.dtype).div(255)  # in the weights' dtype
-        return self.image_encoder((pixels - self.pixel_mean) / self.pixel_std)
+        return self.image_encoder(normalize_pixels(images, self.pixel_mean, self.pixel_std))
 
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
         """right-padded token ids (Q, T) -> question vectors (Q, H); each distinct question is read once."""
