@@ -4,7 +4,8 @@ For each scenario (a task and its model):
 - naive: the plain reference usage: one request at a time, the model called directly on one input, fp32;
 - list: the pipeline called once with every input (Python API batching);
 - in-process: 1, 8 and 32 threads calling the pipeline one input each (dynamic batching across callers);
-- http: 1, 8 and 32 clients calling the running app on loopback over plain HTTP (Gradio's REST API).
+- rest: 1, 8 and 32 clients calling the running app's REST API (mmdemo.api) on loopback;
+- http: 1, 8 and 32 clients calling it through Gradio's API (POST /call/<name>, then its event stream).
 It prints throughput, p50/p95 latency, peak memory and the ratios to naive, and writes JSON (and a PNG plot when
 matplotlib is installed).
 
@@ -38,8 +39,8 @@ class Scenario:
     model: str
     inputs: list  # one request's positional arguments each
     params: dict = field(default_factory=dict)
-    endpoint: str | None = None  # the app's API name, when it can be called over HTTP
-    http_args: object = None  # request -> the endpoint's arguments
+    route: str | None = None  # the app's REST API route (mmdemo.api.ROUTES) and Gradio API name
+    http_args: object = None  # request -> the Gradio endpoint's arguments
     naive: object = None  # (scenario, inputs) -> None: runs them the naive way (None: the backend, one at a time)
     requests: int = 256  # requests per phase (default)
 
@@ -271,7 +272,7 @@ def _bench_one(s: Scenario, clients: list[int], requests: int | None, server, ro
     n = requests or s.requests
     work = [s.inputs[i % len(s.inputs)] for i in range(n)]
     pipe = mmdemo.pipeline(s.task, s.model)
-    pipe(*work[0], **s.params)  # loaded and warm before any timing
+    pipe(*[list(c) for c in zip(*work[:64], strict=True)], **s.params)  # loaded and warm (a full batch) before timing
     naive = (s.naive or _naive_backend)(s)
     add("naive", 1, drive(naive, work[: max(8, n // 4)], 1))
     del naive
@@ -280,7 +281,9 @@ def _bench_one(s: Scenario, clients: list[int], requests: int | None, server, ro
     add("list", 1, {**whole, "n": n, "throughput": round(n / whole["seconds"], 2), "p50_ms": None, "p95_ms": None})
     for c in clients:
         add("in-process", c, drive(lambda r: pipe(*r, **s.params), work, c))
-    if server and s.endpoint:
+    if server and s.route:
+        for c in clients:
+            add("rest", c, _drive_rest(server, s, work[: max(c * 8, n // 2)], c))
         for c in clients:
             add("http", c, _drive_http(server, s, work[: max(c * 4, n // 4)], c))
 
@@ -299,8 +302,30 @@ def _start_app():
     return demo, url
 
 
+def _drive_rest(server, s: Scenario, work: list, clients: int) -> dict:
+    """`clients` threads posting requests to the REST API (multipart upload, JSON reply), each on its own connection.
+    The files are read once beforehand: what is measured is the server, not this machine's disk."""
+    import httpx
+
+    from mmdemo.api import PREFIX, ROUTES
+
+    route, url = ROUTES[s.route], server[1].rstrip("/") + f"{PREFIX}/{s.route}"
+    files = {path: Path(path).read_bytes() for path in {request[0] for request in work}}
+    options = {name: str(value) for name, value in s.params.items() if name in route.options}
+    local = threading.local()
+
+    def call(request) -> None:
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(timeout=120)
+        upload = {route.file: (Path(request[0]).name, files[request[0]])}
+        data = {**options, **dict(zip(route.text, request[1:], strict=True))}
+        local.http.post(url, files=upload, data=data).raise_for_status()
+
+    return drive(call, work, clients)
+
+
 def _drive_http(server, s: Scenario, work: list, clients: int) -> dict:
-    """`clients` threads calling the endpoint over plain HTTP (httpx, Gradio's REST API: POST /call/<name>, then read
+    """`clients` threads calling the endpoint through Gradio's API (httpx: POST /call/<name>, then read
     its event stream), each with its own connection and session (Gradio builds a session's state once: a client
     without one pays that on every call). Every example file is uploaded once beforehand, as a page
     re-submitting the same upload does, so that what is measured is the endpoint."""
@@ -322,8 +347,8 @@ def _drive_http(server, s: Scenario, work: list, clients: int) -> dict:
             local.http, local.session = httpx.Client(timeout=120), uuid.uuid4().hex
         data = [uploaded.get(a, a) if isinstance(a, str) else a for a in s.http_args(request)]
         body = {"data": data, "session_hash": local.session}
-        event = local.http.post(f"{base}/call/{s.endpoint}", json=body).raise_for_status().json()
-        reply = local.http.get(f"{base}/call/{s.endpoint}/{event['event_id']}").raise_for_status().text
+        event = local.http.post(f"{base}/call/{s.route}", json=body).raise_for_status().json()
+        reply = local.http.get(f"{base}/call/{s.route}/{event['event_id']}").raise_for_status().text
         if "event: complete" not in reply:
             raise RuntimeError(reply.strip().splitlines()[-1][:200])
 
@@ -356,7 +381,7 @@ def plot(rows: list[dict], out: Path) -> bool:
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         mine = [r for r in rows if r["scenario"] == name]
-        for path, style in (("in-process", "o-"), ("http", "s--")):
+        for path, style in (("in-process", "o-"), ("rest", "^-"), ("http", "s--")):
             points = [(r["clients"], r["throughput"]) for r in mine if r["path"] == path]
             if points:
                 ax.plot(*zip(*points, strict=True), style, label=f"mmdemo {path}")

@@ -3,6 +3,7 @@
 Each raises InputError with a message fit to show a user; nothing here imports torch.
 """
 
+import io
 import math
 import struct
 import unicodedata
@@ -27,9 +28,14 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow warns above this and raises 
 
 
 def load_image(image) -> Image.Image:
-    """A PIL image, a file path or an H×W×C / H×W array -> an RGB PIL image, at most MAX_SIDE px a side."""
+    """A PIL image, a file path, an image file's bytes or an H×W×C / H×W array -> an RGB PIL image, at most MAX_SIDE
+    px a side."""
     if isinstance(image, (str, Path)):
         image = _open(Path(image))
+    elif isinstance(image, (bytes, bytearray)):
+        if not image:
+            raise InputError("The image file is empty (0 bytes).")
+        image = _decode(io.BytesIO(image))
     elif isinstance(image, np.ndarray):
         image = _from_array(image)
     elif not isinstance(image, Image.Image):
@@ -52,8 +58,12 @@ def _open(path: Path) -> Image.Image:
         raise InputError(f"No image file at {path.name!r}.")
     if path.stat().st_size == 0:
         raise InputError("The image file is empty (0 bytes).")
+    return _decode(path)
+
+
+def _decode(source: Path | io.BytesIO) -> Image.Image:
     try:
-        with Image.open(path, formats=IMAGE_FORMATS) as im:
+        with Image.open(source, formats=IMAGE_FORMATS) as im:
             _check_size(im)  # from the header, before any pixel is decoded
             im.seek(0)  # animated images: the first frame
             im.draft(None, _fitted(im.size))  # JPEG decodes at 1/2, 1/4 or 1/8 scale if still >= MAX_SIDE

@@ -49,7 +49,7 @@ from fastapi import Request
 from gradio.route_utils import FnIndexInferError
 
 import mmdemo
-from mmdemo import feedback, metrics
+from mmdemo import api, feedback, metrics
 from mmdemo.errors import StoreError
 from mmdemo.feedback.recent import RecentResults
 from mmdemo.inputs import MAX_QUESTION_CHARS
@@ -75,9 +75,6 @@ GPU_SECONDS = 90  # on a ZeroGPU Space, the GPU time asked for per call (hub mod
 DOWNLOADS = gr.Progress(track_tqdm=True)  # a hub model's first use shows its download progress (a tracker per call)
 
 
-requests_log = logging.getLogger("mmdemo.requests")  # one JSON line per request: for log search and dashboards
-
-
 @contextmanager
 def user_errors(task: str, model: str | None, failure: str = "The model failed on this input"):
     """One request: every failure inside becomes a gr.Error a user can read (unexpected ones logged with their cause
@@ -100,10 +97,7 @@ def user_errors(task: str, model: str | None, failure: str = "The model failed o
         log.exception("request %s: %s with %s failed", request, task, model)
         raise gr.Error(f"{failure} (request {request}). Please try again.") from None
     finally:
-        ms = round((time.perf_counter() - start) * 1000, 1)
-        line = {"request": request, "task": task, "model": model or "default", "ms": ms, "outcome": outcome}
-        requests_log.info(json.dumps(line))
-        metrics.record_request(task, model, outcome, ms / 1000)
+        api.log_request(request, task, model, start, outcome)
 
 
 # --- feedback: what each session was shown is kept here, server-side; testers rate it by its tab ("slot") ---
@@ -769,6 +763,7 @@ def _routes() -> list:
         APIRoute("/healthz", healthz, methods=["GET"]),
         APIRoute("/readyz", readyz, methods=["GET"]),
         APIRoute("/metrics", metrics_page, methods=["GET"], include_in_schema=False),
+        *api.routes(),
     ]
 
 

@@ -16,12 +16,13 @@ def test_bench_runs_every_path_and_writes_its_figures(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     vqa = {(r["path"], r["clients"]): r for r in rows if r["scenario"] == "vqa"}
-    assert set(vqa) == {("naive", 1), ("list", 1), ("in-process", 1), ("in-process", 4), ("http", 1), ("http", 4)}
+    paths = {("naive", 1), ("list", 1), *((path, c) for path in ("in-process", "rest", "http") for c in (1, 4))}
+    assert set(vqa) == paths
     assert vqa[("list", 1)]["n"] == vqa[("in-process", 4)]["n"] == 16 and vqa[("naive", 1)]["n"] == 8
     for r in rows:
         assert r["errors"] == 0, r["first_error"]
         assert r["throughput"] > 0 and r["peak_mb"] > 0
     sounds = {r["path"] for r in rows if r["scenario"] == "sounds"}
-    assert sounds == {"naive", "list", "in-process", "http"}
+    assert sounds == {"naive", "list", "in-process", "rest", "http"}
     assert "vqa" in done.stdout and "×" in done.stdout  # the table, with ratios to naive
     assert (tmp_path / "bench.png").stat().st_size > 10_000

@@ -116,9 +116,16 @@ def test_bad_arrays_are_refused(tmp_path, array):
     refused(array, tmp_path, "image|NaN|infinite")
 
 
-@pytest.mark.parametrize("value", [None, 42, b"\x89PNG", {"path": "x.png"}])
+@pytest.mark.parametrize("value", [None, 42, {"path": "x.png"}])
 def test_non_images_are_refused(tmp_path, value):
     refused(value, tmp_path, "Expected an image")
+
+
+def test_an_image_files_bytes_decode_as_the_file_does(tmp_path, example_image):
+    from_bytes = load_image(example_image.read_bytes())
+    assert from_bytes.mode == "RGB" and np.array_equal(np.asarray(from_bytes), np.asarray(load_image(example_image)))
+    refused(b"\x89PNG", tmp_path, "not an image we can read")
+    refused(b"", tmp_path, "empty")
 
 
 def test_zero_sized_pil_image_is_refused(tmp_path):

@@ -12,7 +12,7 @@ from torch import nn
 
 from mmdemo.models.audio_classifier import AudioClassifier, AudioClassifierConfig
 from mmdemo.models.captioner import Captioner, CaptionerConfig
-from mmdemo.models.encoders import MaxPool2x2
+from mmdemo.models.encoders import CNNImageEncoder, MaxPool2x2
 from mmdemo.models.image_classifier import ImageClassifier, ImageClassifierConfig
 from mmdemo.models.vqa import VQAConfig, VQAModel
 
@@ -58,8 +58,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The same function, faster to run (eval mode only): each convolution's batch norm folded into its weights,
     each ReLU followed by max pooling moved after it (the same values: ReLU is monotonic; it then sees a quarter of
-    the pixels), 2×2 max pooling as MaxPool2x2, convolution weights channels-last (the layout images arrive in), every
-    weight cast to `dtype`."""
+    the pixels), 2×2 max pooling as MaxPool2x2, convolution weights channels-last (the layout images arrive in), and
+    the CNN encoders cast to `dtype`. The small linear and recurrent layers stay fp32: in bf16 on a CPU, each of their
+    small matrix products costs more than it saves (the VQA model answers one question in 2.1 ms all bf16, 1.5 ms
+    so)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
@@ -74,4 +76,7 @@ def for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Mo
             for i, layer in enumerate(module):
                 if isinstance(layer, nn.MaxPool2d) and (layer.kernel_size, layer.stride, layer.padding) == (2, 2, 0):
                     module[i] = MaxPool2x2()
-    return model.to(dtype, memory_format=torch.channels_last)
+    for module in model.modules():
+        if isinstance(module, CNNImageEncoder):
+            module.to(dtype)
+    return model.to(memory_format=torch.channels_last)
