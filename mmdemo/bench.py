@@ -17,6 +17,7 @@ matplotlib is installed).
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
 import statistics
@@ -299,6 +300,7 @@ def _start_app():
         port = sock.getsockname()[1]
     demo = ui.build_demo()
     _, url, _ = ui.launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    logging.getLogger("mmdemo.requests").setLevel(logging.WARNING)  # a line per request: not for this terminal
     return demo, url
 
 
@@ -318,7 +320,7 @@ def _drive_rest(server, s: Scenario, work: list, clients: int) -> dict:
         if not hasattr(local, "http"):
             local.http = httpx.Client(timeout=120)
         upload = {route.file: (Path(request[0]).name, files[request[0]])}
-        data = {**options, **dict(zip(route.text, request[1:], strict=True))}
+        data = {"model": s.model, **options, **dict(zip(route.text, request[1:], strict=True))}
         local.http.post(url, files=upload, data=data).raise_for_status()
 
     return drive(call, work, clients)
