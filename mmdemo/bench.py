@@ -383,10 +383,14 @@ def plot(rows: list[dict], out: Path) -> bool:
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         mine = [r for r in rows if r["scenario"] == name]
-        for path, style in (("in-process", "o-"), ("rest", "^-"), ("http", "s--")):
+        for path, style, label in (
+            ("in-process", "o-", "in-process"),
+            ("rest", "^-", "REST API"),
+            ("http", "s--", "Gradio API"),
+        ):
             points = [(r["clients"], r["throughput"]) for r in mine if r["path"] == path]
             if points:
-                ax.plot(*zip(*points, strict=True), style, label=f"mmdemo {path}")
+                ax.plot(*zip(*points, strict=True), style, label=f"mmdemo {label}")
         for path, color in (("naive", "gray"), ("list", "tab:green")):
             for r in mine:
                 if r["path"] == path:
