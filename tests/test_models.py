@@ -168,3 +168,32 @@ def test_the_inference_form_computes_the_same_function(fusion):
     images, ids = inputs(n_images=5)
     with torch.no_grad():
         torch.testing.assert_close(fast(images, ids), model(images, ids), rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in fast.modules())  # MaxPool2x2 in their place
+
+
+def test_max_pool_2x2_equals_max_pool2d_on_odd_sizes_and_both_layouts():
+    from mmdemo.models.encoders import MaxPool2x2
+
+    x = torch.randn(3, 4, 9, 7)
+    x[0, 0, 0, 0] = float("nan")  # NaN wins, as in max_pool2d
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = x.contiguous(memory_format=layout)
+        torch.testing.assert_close(MaxPool2x2()(y), torch.nn.functional.max_pool2d(y, 2), equal_nan=True)
+
+
+def test_bf16_inference_keeps_the_small_layers_in_fp32_and_the_answers():
+    """With dtype bf16 only the CNN is cast: the GRU, fusion and classifier stay fp32, and so do the logits."""
+    import copy
+
+    from mmdemo.models.checkpoint import for_inference
+
+    model = tiny_model("product", "gru").eval()
+    fast = for_inference(copy.deepcopy(model), torch.bfloat16)
+    assert {p.dtype for p in fast.image_encoder.parameters()} == {torch.bfloat16}
+    others = [p for name, p in fast.named_parameters() if not name.startswith("image_encoder.")]
+    assert others and {p.dtype for p in others} == {torch.float32}
+    images, ids = inputs(n_images=5)
+    with torch.no_grad():
+        fast_logits, logits = fast(images, ids), model(images, ids)
+    assert fast_logits.dtype == torch.float32
+    torch.testing.assert_close(fast_logits, logits, rtol=0.05, atol=0.05)
