@@ -20,6 +20,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastapi import Request
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
 import mmdemo
 from mmdemo import metrics
 from mmdemo.errors import InputError, ModelError, StoreError
@@ -68,15 +73,11 @@ def log_request(request: str, task: str, model: str | None, start: float, outcom
 
 
 def _error(status: int, message: str):
-    from fastapi.responses import JSONResponse
-
     return JSONResponse({"error": message}, status_code=status)
 
 
 async def _call(name: str, request):
     """One request of route `name`: the form read within the upload limit, the pipeline run in a worker thread."""
-    from starlette.concurrency import run_in_threadpool
-
     route, start, request_id = ROUTES[name], time.perf_counter(), uuid.uuid4().hex[:8]
     limit, length = max_upload_bytes(), request.headers.get("content-length")
     if length is None or not length.isdigit():
@@ -98,7 +99,7 @@ async def _call(name: str, request):
     try:
         result, info = await run_in_threadpool(_run, route, model, data, Path(upload.filename or "").suffix, fields)
         ms = round((time.perf_counter() - start) * 1000, 2)
-        return {"model": info, "result": result, "ms": ms}
+        return JSONResponse({"model": info, "result": result, "ms": ms})  # plain JSON: no per-value encoding pass
     except (InputError, ValueError) as e:
         outcome = "rejected"
         return _error(400, str(e))
@@ -160,8 +161,6 @@ def models_page(task: str | None = None):
 
 def routes() -> list:
     """The API's routes, to add to the app (mmdemo.ui adds them beside Gradio's)."""
-    from fastapi import Request
-    from fastapi.routing import APIRoute
 
     def endpoint(name: str):
         async def call(request: Request):
