@@ -38,12 +38,14 @@ class MicroBatcher:
         self.batch_sizes: list[int] = []  # the inputs of each model call (for tests and benchmarks), newest last
         self.crowded = False  # the last batch held several requests: wait for company while forming the next
 
-    def __call__(self, items: list, **params) -> list:
+    def __call__(self, items: list, prepare: Callable[[list], list] | None = None, **params) -> list:
+        """The results for `items`, batched with other callers'. `prepare(items)`, when given, makes them ready for
+        the model in the worker, just before their batch runs (raising fails this call only)."""
         if not items:
             return []
         future: Future = Future()
         self.queued.inc()
-        self.requests.put((_key(params), items, params, future))
+        self.requests.put((_key(params), items, params, future, prepare))
         self._ensure_worker()
         return future.result()
 
@@ -101,7 +103,10 @@ class MicroBatcher:
         return batch, rest
 
     def _run(self, batch: list) -> None:
-        items = [item for _, request_items, _, _ in batch for item in request_items]
+        batch = [request for request in map(_prepared, batch) if request is not None]
+        if not batch:
+            return
+        items = [item for _, request_items, _, _, _ in batch for item in request_items]
         self.batch_sizes = [*self.batch_sizes[-999:], len(items)]
         self.sizes.observe(len(items))
         self.crowded = len(batch) > 1
@@ -112,13 +117,25 @@ class MicroBatcher:
             results = fn(items, **batch[0][2])
             del fn
         except BaseException as e:  # every caller of this batch gets the failure
-            for *_, future in batch:
+            for *_, future, _ in batch:
                 future.set_exception(e)
             return
         start = 0
-        for _, request_items, _, future in batch:
+        for _, request_items, _, future, _ in batch:
             future.set_result(results[start : start + len(request_items)])
             start += len(request_items)
+
+
+def _prepared(request: tuple) -> tuple | None:
+    """The request with its items made ready by its `prepare`; None (its caller told why) if that failed."""
+    key, items, params, future, prepare = request
+    if prepare is None:
+        return request
+    try:
+        return key, prepare(items), params, future, None
+    except BaseException as e:
+        future.set_exception(e)
+        return None
 
 
 def _key(params: dict) -> tuple:

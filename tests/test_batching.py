@@ -9,6 +9,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from PIL import Image
 
 import mmdemo
 import mmdemo.inputs
@@ -109,3 +110,55 @@ def test_prepared_inputs_give_the_results_of_raw_ones(examples):
     prepared = [vqa.backend.prepare(item) for item in raw]
     assert all(item["pixels"].shape == (*[vqa.backend.model.config.image_size] * 2, 3) for item in prepared)
     assert vqa.backend(prepared, top_k=3) == vqa.backend(raw, top_k=3)
+
+
+def test_prepare_runs_in_the_worker_and_a_failing_one_fails_only_its_caller():
+    model, threads = Slow(), set()
+
+    def prepare(items):
+        threads.add(threading.current_thread().name)
+        if items == ["bad"]:
+            raise mmdemo.InputError("bad input")
+        return [item * 10 for item in items]
+
+    batcher = MicroBatcher(model, max_batch=16)
+
+    def call(n):
+        try:
+            return batcher(["bad"] if n % 5 == 0 else [n], prepare=prepare, top_k=1)
+        except mmdemo.InputError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(40)))
+    assert results == ["bad input" if n % 5 == 0 else [(n * 10, 1)] for n in range(40)]
+    assert threads == {"mmdemo-batcher"} and max(batcher.batch_sizes) > 1
+    assert all("bad" not in items for items, _ in model.calls)
+
+
+def test_small_inputs_are_decoded_by_the_worker_and_photos_by_their_callers(examples, monkeypatch):
+    """A lone small input (an easy-VQA image) is decoded in the batcher's worker; a large one in its caller's thread.
+    Under concurrent load each caller still gets its own answer, or its own error."""
+    vqa = mmdemo.pipeline("visual-question-answering")
+    decoded_in, load_image = [], mmdemo.inputs.load_image
+
+    def recording(image):
+        decoded_in.append(threading.current_thread().name)
+        return load_image(image)
+
+    monkeypatch.setattr(mmdemo.pipelines, "load_image", recording)
+    vqa(examples[0]["image"], examples[0]["question"])
+    vqa(Image.new("RGB", (640, 480), "red"), "what color is the shape?")  # 900 KB of pixels
+    assert decoded_in == ["mmdemo-batcher", "MainThread"]
+    cases = [(e["image"], e["question"]) for e in examples] * 3 + [(examples[0]["image"], "what is a colour?")]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda case: _answer_or_error(vqa, *case), cases))
+    assert results[:-1] == [e["answer"] for e in examples] * 3
+    assert "does not know the word 'colour'" in results[-1]
+
+
+def _answer_or_error(vqa, image, question) -> str:
+    try:
+        return vqa(image, question)[0]["answer"]
+    except mmdemo.InputError as e:
+        return str(e)
