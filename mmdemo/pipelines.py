@@ -165,8 +165,11 @@ class VisualQuestionAnsweringPipeline(Pipeline):
             raise InputError(f"Got {len(images)} images but {len(questions)} questions.")
         if not images:
             return []
-        items = [{"image": im, "question": q} for im, q in zip(images, questions, strict=True)]
-        results = self.run(items, load=_load_vqa, top_k=top_k)
+        items = []
+        for n, (im, q) in enumerate(zip(images, questions, strict=True)):
+            with _position(n, len(images)):  # text is checked here, at once; images are decoded by `run`
+                items.append({"image": im, "question": clean_question(q)})
+        results = self.run(items, load=_load_image_item, top_k=top_k)
         return results[0] if single else results
 
     def stream(self, image, question, max_new_tokens: int = 30):
@@ -175,10 +178,6 @@ class VisualQuestionAnsweringPipeline(Pipeline):
         _check_count("max_new_tokens", max_new_tokens)
         item = {"image": load_image(image), "question": clean_question(question)}
         yield from self._stream(item, lambda: self.run([item], top_k=1)[0][0]["answer"], max_new_tokens=max_new_tokens)
-
-
-def _load_vqa(item: dict) -> dict:
-    return {"image": load_image(item["image"]), "question": clean_question(item["question"])}
 
 
 def _image_items(image) -> tuple[list[dict], bool]:

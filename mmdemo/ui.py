@@ -717,7 +717,7 @@ def _warm() -> None:
     neither (hub models load, and download, on first use). A default that fails to load is logged and named by
     /readyz; the rest still serve."""
     try:
-        for task, _ in TABS.values():
+        for task in dict.fromkeys(task for task, _ in TABS.values()):
             try:
                 if list_models(task) and find_model(task, None).offline:
                     _warm_up(mmdemo.pipeline(task))
