@@ -6,8 +6,9 @@ For each scenario (a task and its model):
 - in-process: 1, 8 and 32 threads calling the pipeline one input each (dynamic batching across callers);
 - rest: 1, 8 and 32 clients calling the running app's REST API (mmdemo.api) on loopback;
 - http: 1, 8 and 32 clients calling it through Gradio's API (POST /call/<name>, then its event stream).
-It prints throughput, p50/p95 latency, peak memory and the ratios to naive, and writes JSON (and a PNG plot when
-matplotlib is installed).
+The app is started, in this process, after every scenario's Python API phases (they run as in a library user's
+process, with no server), for the HTTP phases. It prints throughput, p50/p95 latency, peak memory and the ratios to
+naive, and writes JSON (and a PNG plot when matplotlib is installed).
 
     mmdemo bench                                   # the bundled models (VQA, captioner, classifiers, sounds)
     mmdemo bench --scenarios vqa --requests 2048   # one scenario, more requests
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmdemo.cache import keep_freed_memory
 from mmdemo.registry import ASSETS
 
 EXAMPLES = ASSETS / "examples"
@@ -250,27 +252,37 @@ description = "{what} with random weights (mmdemo bench)"
 def bench(names: list[str], clients: list[int], requests: int | None, http: bool) -> list[dict]:
     """Every phase of every named scenario; returns one row of figures per phase (printed as they come)."""
     scenarios, rows = _scenarios(), []
-    server = _start_app() if http else None
-    try:
-        for name in names:
-            if name == "blip-base" and not os.environ.get("MMDEMO_CATALOG"):
-                folder = random_blip_base(Path(tempfile.mkdtemp(prefix="mmdemo-bench-")) / "blip-base")
-                os.environ["MMDEMO_CATALOG"] = str(bench_catalog({"bench-blip-base": folder}, folder.parent / "c.toml"))
-            _bench_one(scenarios[name](), clients, requests, server, rows)
-    finally:
-        if server:
+    chosen = []
+    for name in names:
+        if name == "blip-base" and not os.environ.get("MMDEMO_CATALOG"):
+            folder = random_blip_base(Path(tempfile.mkdtemp(prefix="mmdemo-bench-")) / "blip-base")
+            os.environ["MMDEMO_CATALOG"] = str(bench_catalog({"bench-blip-base": folder}, folder.parent / "c.toml"))
+        chosen.append(scenarios[name]())
+        _bench_python(chosen[-1], clients, requests, rows)
+    served = [s for s in chosen if s.route]
+    if http and served:  # the app starts only now: the Python API's phases ran as a library user's would, no server
+        server = _start_app()
+        try:
+            for s in served:
+                _bench_http(s, clients, requests, server, rows)
+        finally:
             server[0].close()
     return rows
 
 
-def _bench_one(s: Scenario, clients: list[int], requests: int | None, server, rows: list[dict]) -> None:
-    import mmdemo
-
+def _adder(s: Scenario, rows: list[dict]):
     def add(path: str, c: int, figures: dict) -> None:
         rows.append({"scenario": s.name, "model": s.model, "path": path, "clients": c, **figures})
         _print_row(rows[-1], rows)
 
-    n = requests or s.requests
+    return add
+
+
+def _bench_python(s: Scenario, clients: list[int], requests: int | None, rows: list[dict]) -> None:
+    """The naive way, the list API and concurrent callers of the pipeline, in this process."""
+    import mmdemo
+
+    add, n = _adder(s, rows), requests or s.requests
     work = [s.inputs[i % len(s.inputs)] for i in range(n)]
     pipe = mmdemo.pipeline(s.task, s.model)
     pipe(*[list(c) for c in zip(*work[:64], strict=True)], **s.params)  # loaded and warm (a full batch) before timing
@@ -282,11 +294,16 @@ def _bench_one(s: Scenario, clients: list[int], requests: int | None, server, ro
     add("list", 1, {**whole, "n": n, "throughput": round(n / whole["seconds"], 2), "p50_ms": None, "p95_ms": None})
     for c in clients:
         add("in-process", c, drive(lambda r: pipe(*r, **s.params), work, c))
-    if server and s.route:
-        for c in clients:
-            add("rest", c, _drive_rest(server, s, work[: max(c * 8, n // 2)], c))
-        for c in clients:
-            add("http", c, _drive_http(server, s, work[: max(c * 4, n // 4)], c))
+
+
+def _bench_http(s: Scenario, clients: list[int], requests: int | None, server, rows: list[dict]) -> None:
+    """Concurrent HTTP clients on the app: its REST API, then Gradio's API."""
+    add, n = _adder(s, rows), requests or s.requests
+    work = [s.inputs[i % len(s.inputs)] for i in range(n)]
+    for c in clients:
+        add("rest", c, _drive_rest(server, s, work[: max(c * 8, n // 2)], c))
+    for c in clients:
+        add("http", c, _drive_http(server, s, work[: max(c * 4, n // 4)], c))
 
 
 def _start_app():
@@ -414,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
     print(f"mmdemo bench on {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}", flush=True)
+    keep_freed_memory()  # as the app does
     rows = bench(args.scenarios.split(","), clients, args.requests, not args.no_http)
     Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
     drawn = plot(rows, Path(args.plot))

@@ -50,6 +50,7 @@ from gradio.route_utils import FnIndexInferError
 
 import mmdemo
 from mmdemo import api, feedback, metrics
+from mmdemo.cache import keep_freed_memory
 from mmdemo.errors import StoreError
 from mmdemo.feedback.recent import RecentResults
 from mmdemo.inputs import MAX_QUESTION_CHARS
@@ -817,6 +818,7 @@ SERVER_SETTINGS = {  # a shared demo's settings, in launch() and mount() alike
 def _start(demo: gr.Blocks | None) -> gr.Blocks:
     """Log to stderr, load the default models in the background, and queue the demo's events."""
     _log_to_stderr()
+    keep_freed_memory()
     threading.Thread(target=_warm, name="warm-models", daemon=True).start()
     demo = demo or build_demo()
     with _no_throwaway_apps():
