@@ -55,13 +55,16 @@ ROUTES = {
 }
 
 
-def max_upload_bytes() -> int:
+def _upload_limit() -> int:
     """MMDEMO_MAX_FILE_SIZE ("10mb", as for the UI's uploads) in bytes."""
     text = os.environ.get("MMDEMO_MAX_FILE_SIZE", "10mb").strip().lower()
     for unit, size in (("gb", 1024**3), ("mb", 1024**2), ("kb", 1024), ("b", 1)):
         if text.endswith(unit):
             return int(float(text.removesuffix(unit)) * size)
     return int(text)
+
+
+MAX_UPLOAD_BYTES = _upload_limit()  # read once, as the UI's limit is
 
 
 def log_request(request: str, task: str, model: str | None, start: float, outcome: str) -> None:
@@ -79,7 +82,7 @@ def _error(status: int, message: str):
 async def _call(name: str, request):
     """One request of route `name`: the form read within the upload limit, the pipeline run in a worker thread."""
     route, start, request_id = ROUTES[name], time.perf_counter(), uuid.uuid4().hex[:8]
-    limit, length = max_upload_bytes(), request.headers.get("content-length")
+    limit, length = MAX_UPLOAD_BYTES, request.headers.get("content-length")
     if length is None or not length.isdigit():
         return _error(411, "Send the upload with a Content-Length (multipart/form-data).")
     if int(length) > limit + 64 * 1024:  # the form's other fields and boundaries: a few KB

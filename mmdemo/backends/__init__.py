@@ -4,8 +4,9 @@ the pipeline layer and the UI stay as they are:
 
     backend.validate(item)            # raise InputError for an input this model cannot take
     backend(items, **params) -> list  # a batch of plain inputs in, plain results out (CONTRACT.md)
-    backend.prepare(item) -> item     # optional: per-input work (resize, normalise) the pipeline does in the
-                                      # caller's thread before batching, so that concurrent callers share it out
+    backend.prepare(item) -> item     # optional: per-input work (resize, normalise) the pipeline does before
+                                      # batching: in the caller's thread for large inputs (callers share it out),
+                                      # in the batcher's worker for a lone small one (mmdemo.pipelines._small)
 
 Items are dicts of plain values (PIL images, strings), never tensors.
 """

@@ -55,8 +55,8 @@ def _pixels(items: list[dict], size: int, device) -> torch.Tensor:
 
 
 class SquareImages:
-    """`prepare`: each image resized in its caller's thread, before batching (concurrent callers do it in
-    parallel; the batch's model call then only stacks them)."""
+    """`prepare`: each image resized before batching (by its caller, or for a lone small input by the batcher's
+    worker: see Pipeline._run); the batch's model call then only stacks them."""
 
     def prepare(self, item: dict) -> dict:
         return {**item, "pixels": _square(item, self.model.config.image_size)}
